@@ -1,0 +1,143 @@
+"""A lifetime: `jax.lax.scan` of a learner's step over a stream of examples.
+
+The dynamics live here and nowhere else; how the meta-gradient of the
+end-of-lifetime loss is taken (`meta.py`) is separate, as in
+learned_optimization's split between unrolls and gradient estimators.
+
+Memory: reverse-mode differentiation of a scan stores what each step needs for
+its backward pass. With ``remat='step'`` (default) the step is wrapped in
+`jax.checkpoint`, so only the carried fast weights of every step are stored
+(``T x |fast|``) and each step's intermediates are recomputed in the backward
+pass. ``remat='nested'`` checkpoints chunks of ``chunk`` steps as well, storing
+about ``T / chunk + chunk`` fast states at the price of one more forward pass;
+use it for long lifetimes or wide plastic layers. ``remat='none'`` stores every
+intermediate (fastest for short lifetimes, most memory).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from flpjax.learners import FastState, Learner, Params
+
+Remat = Literal["none", "step", "nested"]
+REMATS = ("none", "step", "nested")
+
+
+class Episode(NamedTuple):
+  """One lifetime's data.
+
+  Attributes:
+    xs: support stream ``(T, B, *input_shape)``: ``T`` steps of ``B`` examples.
+    ys: support targets ``(T, B, ...)``.
+    xq: query inputs ``(Q, *input_shape)``.
+    yq: query targets ``(Q, ...)``.
+  """
+
+  xs: jax.Array
+  ys: jax.Array
+  xq: jax.Array
+  yq: jax.Array
+
+
+def encode_stream(learner: Learner, params: Params, xs: jax.Array) -> jax.Array:
+  """Frozen-trunk features of a whole stream ``(T, B, ...) -> (T, B, d)`` in one call."""
+  t, b = xs.shape[:2]
+  h = learner.encode(params, xs.reshape((t * b,) + xs.shape[2:]))
+  return h.reshape((t, b) + h.shape[1:])
+
+
+def _scan(body, carry, xs, remat: Remat, chunk: int):
+  if remat == "none":
+    return jax.lax.scan(body, carry, xs)
+  body = jax.checkpoint(body)
+  if remat == "step":
+    return jax.lax.scan(body, carry, xs)
+  if remat != "nested":
+    raise ValueError(f"unknown remat {remat!r}; expected one of {REMATS}")
+  t = jax.tree.leaves(xs)[0].shape[0]
+  c = max(1, min(chunk, t))
+  n = t // c
+  head = jax.tree.map(lambda a: a[: n * c].reshape((n, c) + a.shape[1:]), xs)
+
+  @jax.checkpoint
+  def outer(carry, chunk_xs):
+    return jax.lax.scan(body, carry, chunk_xs)
+
+  carry, ys = jax.lax.scan(outer, carry, head)
+  ys = jax.tree.map(lambda a: a.reshape((n * c,) + a.shape[2:]), ys)
+  if n * c < t:
+    carry, tail_ys = jax.lax.scan(body, carry, jax.tree.map(lambda a: a[n * c:], xs))
+    ys = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), ys, tail_ys)
+  return carry, ys
+
+
+def run(
+    learner: Learner,
+    params: Params,
+    xs: jax.Array,
+    ys: jax.Array,
+    *,
+    key: jax.Array | None = None,
+    fast: FastState | None = None,
+    remat: Remat = "step",
+    chunk: int | None = None,
+    observe: Callable[[Params, FastState, FastState, Any], Any] | None = None,
+) -> tuple[FastState, Any]:
+  """Runs a lifetime and returns the final fast state.
+
+  Args:
+    learner: the learner.
+    params: meta-parameters.
+    xs: inputs ``(T, B, *input_shape)``.
+    ys: targets ``(T, B, ...)``.
+    key: PRNG key for the learner's ``init`` (readout reset).
+    fast: the fast state to start from (default ``learner.init(params, key)``).
+    remat: checkpointing of the scan (see module docstring).
+    chunk: steps per chunk for ``remat='nested'`` (default ``ceil(sqrt(T))``).
+    observe: optional ``observe(params, fast_before, fast_after, (h, y))``
+      evaluated at every step; its outputs are stacked over steps (for the
+      analyses). Not differentiated through by `meta`.
+
+  Returns:
+    ``(fast_T, observations)``; observations is None without ``observe``.
+  """
+  if fast is None:
+    fast = learner.init(params, key)
+  h = encode_stream(learner, params, xs)
+
+  def body(f, ex):
+    new = learner.step(params, f, ex)
+    return new, (observe(params, f, new, ex) if observe is not None else None)
+
+  chunk = chunk or math.isqrt(max(xs.shape[0] - 1, 0)) + 1
+  return _scan(body, fast, (h, ys), remat, chunk)
+
+
+def predict(learner: Learner, params: Params, fast: FastState, x: jax.Array) -> jax.Array:
+  """Outputs of the network with fast weights ``fast`` on raw inputs ``(N, ...)``."""
+  return learner.predict(params, fast, learner.encode(params, x))
+
+
+def query_loss(
+    learner: Learner,
+    params: Params,
+    episode: Episode,
+    loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    *,
+    key: jax.Array | None = None,
+    remat: Remat = "step",
+    chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """Meta-loss of one lifetime: the query loss after the whole support stream.
+
+  Returns:
+    ``(loss, predictions)`` with predictions on the query inputs.
+  """
+  fast, _ = run(learner, params, episode.xs, episode.ys, key=key, remat=remat, chunk=chunk)
+  pred = predict(learner, params, fast, episode.xq)
+  return loss_fn(pred, episode.yq), pred

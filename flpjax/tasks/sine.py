@@ -1,0 +1,134 @@
+"""Incremental sine waves (REFERENCE.md 1.3 and 5.1), generated in JAX.
+
+A lifetime sees ``F = 10`` sine functions ``y = A sin(x + phi)``. The input is
+``(one_hot(slot, F), x)`` of width ``F + 1``, where ``slot`` is the function's
+position within the episode (not a global id) and ``x ~ U[-5, 5)``. The
+support stream has ``S = 40`` batches of ``B = 32`` points per function,
+``T = F * S = 400`` steps in all:
+
+* ``order='continual'``: all batches of function 0, then function 1, ...
+* ``order='iid'``: the 400 *batches* are shuffled; each batch still holds 32
+  points of one function (the reference's i.i.d. order);
+* ``order='iid'`` with ``mixed_batches=True``: the 12,800 points are shuffled
+  before batching, so batches mix functions.
+
+The query set has 32 fresh points per function (320), in function order.
+Meta-training draws the 10 functions of an episode without replacement from a
+fixed pool of 400 functions (the reference caches its first 400 draws);
+``pool=None`` draws fresh functions for every lifetime (meta-testing, or the
+"fresh functions" training option). Amplitudes are ``5 (U + 0.02)`` in
+[0.1, 5.1) and phases ``pi U`` in [0, pi), as the reference code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from flpjax.lifetime import Episode
+from flpjax.tasks.base import Task
+
+Order = Literal["iid", "continual"]
+ORDERS = ("iid", "continual")
+
+
+class Pool(NamedTuple):
+  """Sine functions: amplitudes and phases, each ``(N,)``."""
+
+  amplitude: jax.Array
+  phase: jax.Array
+
+
+def sample_functions(key: jax.Array, n: int, amplitude=(0.1, 5.1), phase=(0.0, math.pi)) -> Pool:
+  """``n`` random sine functions, uniform amplitude and phase."""
+  ka, kp = jax.random.split(key)
+  return Pool(jax.random.uniform(ka, (n,), minval=amplitude[0], maxval=amplitude[1]),
+              jax.random.uniform(kp, (n,), minval=phase[0], maxval=phase[1]))
+
+
+def encode(slot: jax.Array, x: jax.Array, n_functions: int) -> jax.Array:
+  """Network input ``(..., n_functions + 1)`` from slots ``(...)`` and points ``(...)``."""
+  return jnp.concatenate([jax.nn.one_hot(slot, n_functions), x[..., None]], axis=-1)
+
+
+def sample_episode(
+    key: jax.Array,
+    pool: Pool | None = None,
+    *,
+    order: Order = "iid",
+    mixed_batches: bool = False,
+    n_functions: int = 10,
+    steps_per_function: int = 40,
+    batch_size: int = 32,
+    queries_per_function: int = 32,
+    x_range: tuple[float, float] = (-5.0, 5.0),
+) -> Episode:
+  """One lifetime of the incremental sine task.
+
+  Args:
+    key: a typed PRNG key.
+    pool: functions to draw from without replacement; ``None`` for fresh ones.
+    order: ``'iid'`` or ``'continual'``.
+    mixed_batches: with ``order='iid'``, shuffle points rather than batches.
+    n_functions, steps_per_function, batch_size, queries_per_function: sizes.
+    x_range: range of the scalar input.
+
+  Returns:
+    An `Episode` with ``xs (T, B, F + 1)``, ``ys (T, B, 1)``, ``xq (F Q, F + 1)``,
+    ``yq (F Q, 1)``, ``T = F * steps_per_function``.
+  """
+  if order not in ORDERS:
+    raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
+  k_fn, k_x, k_q, k_perm = jax.random.split(key, 4)
+  f, s, b, q = n_functions, steps_per_function, batch_size, queries_per_function
+  if pool is None:
+    fns = sample_functions(k_fn, f)
+  else:
+    ids = jax.random.choice(k_fn, pool.amplitude.shape[0], (f,), replace=False)
+    fns = Pool(pool.amplitude[ids], pool.phase[ids])
+
+  def points(k, shape):
+    x = jax.random.uniform(k, shape, minval=x_range[0], maxval=x_range[1])
+    slot = jnp.broadcast_to(jnp.arange(f).reshape((f,) + (1,) * (len(shape) - 1)), shape)
+    amp = fns.amplitude.reshape((f,) + (1,) * (len(shape) - 1))
+    ph = fns.phase.reshape((f,) + (1,) * (len(shape) - 1))
+    return encode(slot, x, f), (amp * jnp.sin(x + ph))[..., None]
+
+  xs, ys = points(k_x, (f, s, b))                     # (F, S, B, F+1), (F, S, B, 1)
+  xs, ys = xs.reshape(f * s, b, f + 1), ys.reshape(f * s, b, 1)
+  if order == "iid":
+    if mixed_batches:
+      perm = jax.random.permutation(k_perm, f * s * b)
+      xs = xs.reshape(f * s * b, f + 1)[perm].reshape(f * s, b, f + 1)
+      ys = ys.reshape(f * s * b, 1)[perm].reshape(f * s, b, 1)
+    else:
+      perm = jax.random.permutation(k_perm, f * s)
+      xs, ys = xs[perm], ys[perm]
+  xq, yq = points(k_q, (f, q))
+  return Episode(xs, ys, xq.reshape(f * q, f + 1), yq.reshape(f * q, 1))
+
+
+def make_task(
+    *,
+    pool: Pool | None,
+    order: Order = "iid",
+    mixed_batches: bool = False,
+    n_functions: int = 10,
+    steps_per_function: int = 40,
+    batch_size: int = 32,
+    queries_per_function: int = 32,
+) -> Task:
+  """The sine `Task`; its ``data`` is the pool (or None for fresh functions)."""
+  if order not in ORDERS:
+    raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
+
+  def sample(key, data):
+    return sample_episode(
+        key, data, order=order, mixed_batches=mixed_batches, n_functions=n_functions,
+        steps_per_function=steps_per_function, batch_size=batch_size,
+        queries_per_function=queries_per_function)
+
+  return Task(sample, pool, "regression", (n_functions + 1,), 1)
