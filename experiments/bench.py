@@ -1,0 +1,149 @@
+r"""Meta-step speed and memory of the paper's configurations, one JSON line per case.
+
+  python experiments/bench.py                       # every case
+  python experiments/bench.py --cases=sine_flp3_iid,sine_grad3_so --steps=5
+
+Each case runs in its own process (so that peak memory is its own): it builds
+the config's learner and task, times the first meta-step (compilation + one
+step), then ``--steps`` more (after ``--warmup`` uncounted ones). Keys:
+``case``, ``device`` (CPU model or GPU name), ``s_per_step_median``,
+``s_per_step_min``, ``s_per_step_max``, ``compile_s`` (first call minus the
+median step), ``peak_rss_mb`` (host), ``peak_device_mb`` (accelerators only),
+``steps``. Runs unchanged on CPU and on a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIGS = os.path.join(_REPO, "experiments", "configs")
+
+# case -> (config file, overrides)
+CASES = {
+    "sine_flp3_iid": ("sine_flp3_iid.py", {}),
+    "sine_flp9_iid": ("sine_flp9_iid.py", {}),
+    "sine_grad3_fo": ("sine_grad3_iid.py", {}),
+    "sine_grad3_so": ("sine_grad3_iid.py", {"gradient.second_order": True}),
+    "omniglot_flp2": ("omniglot_flp2.py", {}),
+    "omniglot_grad2": ("omniglot_grad2.py", {}),
+    "mini_imagenet_flp2": ("mini_imagenet_flp2.py", {}),
+    "mini_imagenet_grad2": ("mini_imagenet_grad2.py", {}),
+}
+
+_CASES = flags.DEFINE_list("cases", None, f"Cases to run (default: all of {list(CASES)}).")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed meta-steps per case (at least 5 for reports).")
+_WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed meta-steps after the first call.")
+_ONE = flags.DEFINE_string("one", None, "Internal: run this single case in this process.")
+
+
+def device_name() -> str:
+  import jax  # pylint: disable=g-import-not-at-top
+  d = jax.devices()[0]
+  if d.platform != "cpu":
+    return d.device_kind
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    model = platform.processor() or "cpu"
+  return f"{model} ({os.cpu_count()} cores)"
+
+
+def _load_config(name: str, overrides: dict):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(name, os.path.join(_CONFIGS, name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for path, value in overrides.items():
+    node = config
+    *parents, last = path.split(".")
+    for p in parents:
+      node = node[p]
+    node[last] = value
+  return config
+
+
+def run_case(case: str, steps: int, warmup: int) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from flpjax import meta  # pylint: disable=g-import-not-at-top
+
+  config = _load_config(*CASES[case])
+  config_lib.validate(config)
+  learner = config_lib.make_learner(config)
+  task, _ = config_lib.make_tasks(config)
+  optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
+  state = meta.init_state(learner, optimizer, jax.random.key(0))
+  step = meta.make_meta_step(learner, task, optimizer, meta_batch=config.meta.batch_size,
+                             remat=config.meta.remat, chunk=config.meta.chunk or None)
+  key = jax.random.key(1)
+  t = time.perf_counter()
+  state, m = step(state, jax.random.fold_in(key, 0), task.data)
+  jax.block_until_ready(m)
+  first = time.perf_counter() - t
+  for i in range(warmup):
+    state, m = step(state, jax.random.fold_in(key, 1 + i), task.data)
+  jax.block_until_ready(m)
+  times = []
+  for i in range(steps):
+    t = time.perf_counter()
+    state, m = step(state, jax.random.fold_in(key, 100 + i), task.data)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t)
+  out = {
+      "case": case,
+      "device": device_name(),
+      "s_per_step_median": float(np.median(times)),
+      "s_per_step_min": float(np.min(times)),
+      "s_per_step_max": float(np.max(times)),
+      "compile_s": float(first - np.median(times)),
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "steps": steps,
+      "loss": float(m["loss"]),
+      "jax": jax.__version__,
+  }
+  stats = jax.devices()[0].memory_stats() if jax.devices()[0].platform != "cpu" else None
+  if stats and "peak_bytes_in_use" in stats:
+    out["peak_device_mb"] = stats["peak_bytes_in_use"] / 2**20
+  return out
+
+
+def main(argv):
+  del argv
+  if _ONE.value:
+    print(json.dumps(run_case(_ONE.value, _STEPS.value, _WARMUP.value)), flush=True)
+    return
+  cases = _CASES.value or list(CASES)
+  unknown = [c for c in cases if c not in CASES]
+  if unknown:
+    sys.exit(f"error: --cases: unknown {unknown}; expected some of {list(CASES)}")
+  if _STEPS.value < 1:
+    sys.exit(f"error: --steps={_STEPS.value}: expected an integer >= 1")
+  failed = False
+  for case in cases:
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), f"--one={case}", f"--steps={_STEPS.value}",
+         f"--warmup={_WARMUP.value}"], capture_output=True, text=True, check=False)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode or not lines:
+      failed = True
+      err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+      print(json.dumps({"case": case, "error": err}), flush=True)
+    else:
+      print(lines[-1], flush=True)
+  sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+  app.run(main)

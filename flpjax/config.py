@@ -1,0 +1,247 @@
+"""Experiment configuration: defaults, validation, and the objects built from it.
+
+Experiment files in ``experiments/configs/`` start from `base_config()` and
+change what their table row needs. `validate` checks every field before
+anything is compiled and raises `ConfigError` with a one-line message that
+names the field, what it got and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+import ml_collections
+
+from flpjax import feedback, learners, lifetime, nets, plasticity
+from flpjax.tasks import sine
+
+TASKS = ("sine", "omniglot", "mini_imagenet")
+LEARNERS = ("flp", "gradient")
+FEWSHOT_TASKS = ("omniglot", "mini_imagenet")
+
+
+class ConfigError(ValueError):
+  """A config field (or flag) has a bad value; the message names it."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults: the paper's sine FLP (3) i.i.d. row (Table 1, Table 3)."""
+  c = ml_collections.ConfigDict()
+  c.task = "sine"
+  c.order = "iid"  # 'iid' or 'continual'
+  c.seed = 0
+
+  c.sine = ml_collections.ConfigDict(dict(
+      n_functions=10, steps_per_function=40, batch_size=32, queries_per_function=32,
+      pool_size=400,  # fixed pool of training functions; 0 draws fresh functions per episode
+      mixed_batches=False,  # i.i.d. order: shuffle points instead of batches
+  ))
+  c.fewshot = ml_collections.ConfigDict(dict(
+      ways=5, shots=5, queries_per_class=5, image_size=84, data_dir="",
+      query_overlap=False,  # reference meta-training: query images may repeat support images
+  ))
+  c.net = ml_collections.ConfigDict(dict(
+      widths=nets.REGRESSION_WIDTHS,  # sine MLP hidden widths
+      channels=128, hidden=128, readout=1000,  # classification conv net
+  ))
+
+  c.learner = "flp"
+  c.plastic_layers = 3
+  c.flp = ml_collections.ConfigDict(dict(
+      rule="oja", signal="error", presynaptic="pre", clip_beta=False, clamp_readout=False,
+      init_alpha=0.0, init_beta=0.5,
+  ))
+  c.gradient = ml_collections.ConfigDict(dict(
+      lr=0.003, learn_lr=False, second_order=False, reset_readout=False,
+  ))
+  c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
+
+  c.meta = ml_collections.ConfigDict(dict(
+      steps=20000, batch_size=1, remat="step", chunk=0, max_nonfinite=10,
+  ))
+  c.meta.lr = ml_collections.ConfigDict(dict(
+      ff=1e-4, fb=1e-4, alpha=1e-8, beta=1e-4,
+      alpha_readout=ml_collections.config_dict.placeholder(float),  # None: same as alpha
+  ))
+  c.eval = ml_collections.ConfigDict(dict(
+      lifetimes=50, batch=10, seed=103450, at_start=False,
+  ))
+  c.checkpoint_every = 100
+  c.keep_checkpoints = 3
+  c.log_every = 10
+  return c
+
+
+def _field(config, path: str) -> Any:
+  node = config
+  for part in path.split("."):
+    node = node[part]
+  return node
+
+
+def _fail(path: str, value: Any, expected: str) -> None:
+  raise ConfigError(f"config.{path}={value!r}: expected {expected}")
+
+
+def _check_choice(config, path: str, allowed: Iterable[str]) -> None:
+  value = _field(config, path)
+  allowed = tuple(allowed)
+  if value not in allowed:
+    _fail(path, value, "one of " + ", ".join(repr(a) for a in allowed))
+
+
+def _check_int(config, path: str, low: int | None = None, high: int | None = None) -> None:
+  value = _field(config, path)
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    _fail(path, value, "an integer")
+  if low is not None and value < low:
+    _fail(path, value, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+  if high is not None and value > high:
+    _fail(path, value, f"an integer <= {high}" + (f" and >= {low}" if low is not None else ""))
+
+
+def _check_float(config, path: str, low: float | None = None, high: float | None = None) -> None:
+  value = _field(config, path)
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    _fail(path, value, "a finite number")
+  if (low is not None and value < low) or (high is not None and value > high):
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    _fail(path, value, f"a number in [{lo}, {hi}]")
+
+
+def _check_bool(config, path: str) -> None:
+  value = _field(config, path)
+  if not isinstance(value, bool):
+    _fail(path, value, "True or False")
+
+
+def network(config) -> tuple[tuple[nets.Layer, ...], tuple[int, ...]]:
+  """The network and the shape of one input example, from the config."""
+  if config.task == "sine":
+    return (nets.regression_mlp(tuple(config.net.widths)),
+            (config.sine.n_functions + 1,))
+  size = config.fewshot.image_size
+  channels = 1 if config.task == "omniglot" else 3
+  return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout),
+          (size, size, channels))
+
+
+def validate(config) -> None:
+  """Checks every field; raises `ConfigError` naming the first bad one."""
+  _check_choice(config, "task", TASKS)
+  _check_choice(config, "order", sine.ORDERS)
+  _check_int(config, "seed", 0)
+  _check_choice(config, "learner", LEARNERS)
+  _check_int(config, "meta.steps", 0)
+  _check_int(config, "meta.batch_size", 1)
+  _check_choice(config, "meta.remat", lifetime.REMATS)
+  _check_int(config, "meta.chunk", 0)
+  _check_int(config, "meta.max_nonfinite", 1)
+  for group in ("ff", "fb", "alpha", "beta"):
+    _check_float(config, f"meta.lr.{group}", 0.0, 1.0)
+  if config.meta.lr.alpha_readout is not None:
+    _check_float(config, "meta.lr.alpha_readout", 0.0, 1.0)
+  _check_int(config, "eval.lifetimes", 1)
+  _check_int(config, "eval.batch", 1)
+  _check_int(config, "eval.seed", 0)
+  _check_bool(config, "eval.at_start")
+  _check_int(config, "checkpoint_every", 1)
+  _check_int(config, "keep_checkpoints", 1)
+  _check_int(config, "log_every", 1)
+  if not isinstance(config.init_ff_from, str):
+    _fail("init_ff_from", config.init_ff_from, "a workdir path or ''")
+
+  if config.task == "sine":
+    for f in ("n_functions", "steps_per_function", "batch_size", "queries_per_function"):
+      _check_int(config, f"sine.{f}", 1)
+    _check_bool(config, "sine.mixed_batches")
+    _check_int(config, "sine.pool_size", 0)
+    if 0 < config.sine.pool_size < config.sine.n_functions:
+      _fail("sine.pool_size", config.sine.pool_size,
+            f"0 (fresh functions) or at least sine.n_functions={config.sine.n_functions}")
+    widths = config.net.widths
+    if (not isinstance(widths, (tuple, list)) or not widths
+        or any(isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in widths)):
+      _fail("net.widths", widths, "a non-empty tuple of positive integers")
+  else:
+    for f in ("ways", "shots", "queries_per_class"):
+      _check_int(config, f"fewshot.{f}", 1)
+    _check_int(config, "fewshot.ways", 2, config.net.readout)
+    _check_int(config, "fewshot.image_size", 16, 512)
+    _check_bool(config, "fewshot.query_overlap")
+    if not isinstance(config.fewshot.data_dir, str):
+      _fail("fewshot.data_dir", config.fewshot.data_dir, "a directory path or ''")
+    for f in ("channels", "hidden", "readout"):
+      _check_int(config, f"net.{f}", 1)
+
+  layers, input_shape = network(config)
+  try:
+    nets.output_shapes(layers, input_shape)
+  except ValueError as e:
+    raise ConfigError(f"config.fewshot.image_size={config.fewshot.image_size!r}: {e}") from None
+  n_dense = sum(isinstance(l, nets.Dense) for l in layers)
+  _check_int(config, "plastic_layers", 1, n_dense)
+
+  if config.learner == "flp":
+    _check_choice(config, "flp.rule", plasticity.RULES)
+    _check_choice(config, "flp.signal", feedback.SIGNALS)
+    _check_choice(config, "flp.presynaptic", ("pre", "post"))
+    _check_bool(config, "flp.clip_beta")
+    _check_bool(config, "flp.clamp_readout")
+    _check_float(config, "flp.init_alpha", 0.0)
+    _check_float(config, "flp.init_beta", 0.0, 1.0)
+  else:
+    _check_float(config, "gradient.lr", 0.0)
+    for f in ("learn_lr", "second_order", "reset_readout"):
+      _check_bool(config, f"gradient.{f}")
+
+
+def output_kind(config) -> str:
+  return "regression" if config.task == "sine" else "classification"
+
+
+def make_learner(config) -> learners.Learner:
+  """The learner of a validated config."""
+  layers, input_shape = network(config)
+  if config.learner == "flp":
+    f = config.flp
+    return learners.flp(
+        layers, input_shape, config.plastic_layers, output=output_kind(config), rule=f.rule,
+        signal=f.signal, presynaptic=f.presynaptic, clip_beta=f.clip_beta,
+        clamp_readout=f.clamp_readout, init_alpha=f.init_alpha, init_beta=f.init_beta)
+  g = config.gradient
+  return learners.gradient(
+      layers, input_shape, config.plastic_layers, output=output_kind(config), lr=g.lr,
+      learn_lr=g.learn_lr, second_order=g.second_order, reset_readout=g.reset_readout)
+
+
+def meta_lrs(config) -> dict[str, float]:
+  """Learning rate of every meta-parameter group."""
+  lr = config.meta.lr
+  out = {"ff": lr.ff, "fb": lr.fb, "alpha": lr.alpha, "beta": lr.beta}
+  if lr.alpha_readout is not None:
+    out["alpha_readout"] = lr.alpha_readout
+  return out
+
+
+def make_tasks(config):
+  """``(train_task, eval_task)`` of a validated config.
+
+  Sine: meta-training draws from a fixed pool of ``sine.pool_size`` functions
+  (from ``config.seed``), meta-testing from fresh functions.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if config.task == "sine":
+    s = config.sine
+    kwargs = dict(order=config.order, mixed_batches=s.mixed_batches, n_functions=s.n_functions,
+                  steps_per_function=s.steps_per_function, batch_size=s.batch_size,
+                  queries_per_function=s.queries_per_function)
+    pool = None
+    if s.pool_size:
+      pool = sine.sample_functions(jax.random.fold_in(jax.random.key(config.seed), 1), s.pool_size)
+    return sine.make_task(pool=pool, **kwargs), sine.make_task(pool=None, **kwargs)
+  from flpjax.tasks import fewshot  # pylint: disable=g-import-not-at-top
+  return fewshot.make_tasks(config)

@@ -1,0 +1,112 @@
+"""End-to-end: a short meta-training that must learn; resume; the binaries."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from flpjax import config as config_lib
+from flpjax import summary, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_config(steps=1500):
+  """The quick-start config, shortened: 4 functions x 6 batches of 16, widths 48."""
+  c = config_lib.base_config()
+  c.net.widths = (48,) * 8
+  c.sine.n_functions = 4
+  c.sine.steps_per_function = 6
+  c.sine.batch_size = 16
+  c.sine.queries_per_function = 16
+  c.sine.pool_size = 100
+  c.meta.steps = steps
+  c.meta.lr.ff = 1e-3
+  c.meta.lr.fb = 1e-3
+  c.meta.lr.alpha = 2e-6
+  c.meta.lr.beta = 1e-3
+  c.eval.lifetimes = 40
+  c.checkpoint_every = 500
+  c.log_every = 100
+  return c
+
+
+@pytest.mark.slow
+def test_short_meta_training_learns_within_lifetimes(tmp_path):
+  """FLP (3) at reduced size: meta-test MSE far below its start and below a no-plasticity twin.
+
+  The twin has the same meta-training but plasticity, feedback and feedback strength
+  frozen at their initial values (alpha = 0): it can only learn a good initialisation,
+  so the gap is what the networks learn *within* their lifetimes.
+  """
+  c = small_config()
+  c.eval.at_start = True
+  result = train.train_and_evaluate(c, str(tmp_path / "flp"))
+  start = [r for r in summary.read_metrics(str(tmp_path / "flp")) if r["kind"] == "eval"][0]
+  frozen = small_config()
+  frozen.meta.lr.alpha = frozen.meta.lr.fb = frozen.meta.lr.beta = 0.0
+  baseline = train.train_and_evaluate(frozen, str(tmp_path / "frozen"))
+  assert result["mse"] < 0.2 * start["mse"], (result["mse"], start["mse"])
+  assert result["mse"] < 0.3 * baseline["mse"], (result["mse"], baseline["mse"])
+  assert result["mse"] + 3 * result["mse_stderr"] < baseline["mse"] - 3 * baseline["mse_stderr"]
+  saved = json.load(open(tmp_path / "flp" / "eval.json"))
+  assert saved["mse"] == result["mse"] and saved["lifetimes"] == 40
+
+
+def test_resume_gives_the_uninterrupted_run(tmp_path):
+  c = small_config(steps=12)
+  c.checkpoint_every = 4
+  c.log_every = 2
+  c.eval.lifetimes = 3
+  train.train_and_evaluate(c, str(tmp_path / "straight"))
+  first = small_config(steps=8)
+  first.checkpoint_every, first.log_every, first.eval.lifetimes = 4, 2, 3
+  train.train_and_evaluate(first, str(tmp_path / "resumed"))
+  train.train_and_evaluate(c, str(tmp_path / "resumed"))
+  a, step_a = train.restore_params(str(tmp_path / "straight"), c)
+  b, step_b = train.restore_params(str(tmp_path / "resumed"), c)
+  assert step_a == step_b == 12
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  ma = [r for r in summary.read_metrics(str(tmp_path / "straight")) if r["kind"] == "train"]
+  mb = [r for r in summary.read_metrics(str(tmp_path / "resumed")) if r["kind"] == "train"]
+  assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+
+
+def test_gradient_baseline_initialised_from_an_flp_run(tmp_path):
+  c = small_config(steps=2)
+  c.eval.lifetimes = 2
+  train.train_and_evaluate(c, str(tmp_path / "flp"))
+  flp_params, _ = train.restore_params(str(tmp_path / "flp"), c)
+  g = small_config(steps=0)
+  g.learner = "gradient"
+  g.eval.lifetimes = 2
+  g.init_ff_from = str(tmp_path / "flp")
+  train.train_and_evaluate(g, str(tmp_path / "grad"))
+  params, _ = train.restore_params(str(tmp_path / "grad"), g)
+  jax.tree.map(np.testing.assert_array_equal, params["ff"], flp_params["ff"])
+
+
+def _run(args, **kw):
+  return subprocess.run([sys.executable] + args, cwd=REPO, capture_output=True, text=True,
+                        check=False, **kw)
+
+
+def test_train_binary_rejects_a_bad_config_before_compiling(tmp_path):
+  proc = _run(["experiments/train.py", "--config=experiments/configs/sine_quick.py",
+               f"--workdir={tmp_path}", "--config.flp.init_beta=1.5"])
+  assert proc.returncode == 2
+  assert "config.flp.init_beta=1.5: expected a number in [0.0, 1.0]" in proc.stderr
+
+
+def test_quickstart_binary_and_evaluate(tmp_path):
+  proc = _run(["experiments/train.py", "--config=experiments/configs/sine_quick.py",
+               f"--workdir={tmp_path}", "--config.meta.steps=3", "--config.eval.lifetimes=3"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "| after 3 meta-steps |" in proc.stdout
+  proc = _run(["experiments/evaluate.py", f"--workdir={tmp_path}", "--lifetimes=2"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.load(open(tmp_path / "eval_3.json"))["lifetimes"] == 2
