@@ -45,6 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.net = ml_collections.ConfigDict(dict(
       widths=nets.REGRESSION_WIDTHS,  # sine MLP hidden widths
       channels=128, hidden=128, readout=1000,  # classification conv net
+      strides=(2, 1, 2, 1, 2, 2),  # one 3x3 'VALID' convolution per entry
   ))
 
   c.learner = "flp"
@@ -125,7 +126,8 @@ def network(config) -> tuple[tuple[nets.Layer, ...], tuple[int, ...]]:
             (config.sine.n_functions + 1,))
   size = config.fewshot.image_size
   channels = 1 if config.task == "omniglot" else 3
-  return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout),
+  return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout,
+                               tuple(config.net.strides)),
           (size, size, channels))
 
 
@@ -170,18 +172,24 @@ def validate(config) -> None:
     for f in ("ways", "shots", "queries_per_class"):
       _check_int(config, f"fewshot.{f}", 1)
     _check_int(config, "fewshot.ways", 2, config.net.readout)
-    _check_int(config, "fewshot.image_size", 16, 512)
+    _check_int(config, "fewshot.image_size", 8, 512)
     _check_bool(config, "fewshot.query_overlap")
     if not isinstance(config.fewshot.data_dir, str):
       _fail("fewshot.data_dir", config.fewshot.data_dir, "a directory path or ''")
     for f in ("channels", "hidden", "readout"):
       _check_int(config, f"net.{f}", 1)
+    strides = config.net.strides
+    if (not isinstance(strides, (tuple, list)) or not strides
+        or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1
+               for s in strides)):
+      _fail("net.strides", strides, "a non-empty tuple of positive integers")
 
   layers, input_shape = network(config)
   try:
     nets.output_shapes(layers, input_shape)
   except ValueError as e:
-    raise ConfigError(f"config.fewshot.image_size={config.fewshot.image_size!r}: {e}") from None
+    raise ConfigError(f"config.fewshot.image_size={config.fewshot.image_size!r}: {e}"
+                      f" (config.net.strides={tuple(config.net.strides)!r})") from None
   n_dense = sum(isinstance(l, nets.Dense) for l in layers)
   _check_int(config, "plastic_layers", 1, n_dense)
 
