@@ -106,21 +106,50 @@ def run(
   Returns:
     ``(fast_T, observations)``; observations is None without ``observe``.
   """
+  return run_encoded(learner, params, encode_stream(learner, params, xs), ys, key=key,
+                     fast=fast, remat=remat, chunk=chunk, observe=observe)
+
+
+def run_encoded(learner: Learner, params: Params, h: jax.Array, ys: jax.Array, *,
+                key: jax.Array | None = None, fast: FastState | None = None,
+                remat: Remat = "step", chunk: int | None = None, observe=None):
+  """`run` on a stream already through the frozen trunk: ``h (T, B, d)``."""
   if fast is None:
     fast = learner.init(params, key)
-  h = encode_stream(learner, params, xs)
 
   def body(f, ex):
     new = learner.step(params, f, ex)
     return new, (observe(params, f, new, ex) if observe is not None else None)
 
-  chunk = chunk or math.isqrt(max(xs.shape[0] - 1, 0)) + 1
+  chunk = chunk or math.isqrt(max(h.shape[0] - 1, 0)) + 1
   return _scan(body, fast, (h, ys), remat, chunk)
 
 
 def predict(learner: Learner, params: Params, fast: FastState, x: jax.Array) -> jax.Array:
   """Outputs of the network with fast weights ``fast`` on raw inputs ``(N, ...)``."""
   return learner.predict(params, fast, learner.encode(params, x))
+
+
+def query_predictions(
+    learner: Learner,
+    params: Params,
+    episode: Episode,
+    *,
+    key: jax.Array | None = None,
+    remat: Remat = "step",
+    chunk: int | None = None,
+) -> jax.Array:
+  """Outputs on the query inputs after a lifetime on the episode's support stream.
+
+  The frozen trunk runs once on support and query together (one batch of
+  ``T B + Q`` examples).
+  """
+  t, b = episode.xs.shape[:2]
+  x = jnp.concatenate([episode.xs.reshape((t * b,) + episode.xs.shape[2:]), episode.xq])
+  h = learner.encode(params, x)
+  fast, _ = run_encoded(learner, params, h[: t * b].reshape((t, b) + h.shape[1:]), episode.ys,
+                        key=key, remat=remat, chunk=chunk)
+  return learner.predict(params, fast, h[t * b:])
 
 
 def query_loss(
@@ -138,6 +167,5 @@ def query_loss(
   Returns:
     ``(loss, predictions)`` with predictions on the query inputs.
   """
-  fast, _ = run(learner, params, episode.xs, episode.ys, key=key, remat=remat, chunk=chunk)
-  pred = predict(learner, params, fast, episode.xq)
+  pred = query_predictions(learner, params, episode, key=key, remat=remat, chunk=chunk)
   return loss_fn(pred, episode.yq), pred
