@@ -1,0 +1,342 @@
+r"""Figure 2 of the paper from stored runs.
+
+  python experiments/figures.py \
+      --flp_workdirs=workdirs/sine_reuse1_continual,workdirs/sine_flp2_continual,workdirs/sine_flp3_continual \
+      --grad_workdirs=workdirs/sine_grad3_continual \
+      --output_dir=results/figures
+
+Restores the latest checkpoint of every run (`flpjax.train.restore_params`,
+config from the run's ``config.json``), runs the analyses of
+`flpjax.analysis` on ``--lifetimes`` fresh lifetimes of the run's meta-test
+task (``--seed``; runs with the same task settings see the same lifetimes)
+and writes, under ``--output_dir``:
+
+* ``fig2a_frozen_readout.png``: per FLP run, against its number of plastic
+  layers, the query MSE (error for classification) of the network itself
+  (orange) and of its initial feature extractor, frozen, with a readout fitted
+  to convergence on the lifetime's data (blue; `analysis.frozen_readout`);
+  lifetimes in the run's own order.
+* ``fig2b_interference.png``: per run (sine only), continual lifetimes: mean
+  squared change of the outputs on earlier functions caused by learning each
+  function, against the number of functions encountered
+  (`analysis.interference`; the first function has no earlier one).
+* ``fig2c_alignment.png``: per FLP run, the cosine between each plastic
+  layer's weight update and the negative gradient of the step's loss, against
+  the step, lifetimes in the run's own order (`analysis.gradient_alignment`).
+* ``fig2d_update_magnitude.png``: per plastic layer, the Frobenius norm of the
+  weight updates of every run over i.i.d. lifetimes (`analysis.update_norms`).
+* ``figure2.json``: every plotted number (means over lifetimes, standard
+  errors, the per-lifetime values of panel A), with the runs' configs'
+  essentials. Non-finite values are written as null.
+
+Flags ``--flp_workdirs`` and ``--grad_workdirs`` take comma-separated
+workdirs of `experiments/train.py` runs (``config.learner`` must match).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from flpjax import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from flpjax import config as config_lib
+from flpjax import lifetime, summary, train
+from flpjax.tasks.base import metrics as task_metrics
+
+_FLP = flags.DEFINE_list("flp_workdirs", [], "Workdirs of FLP runs.")
+_GRAD = flags.DEFINE_list("grad_workdirs", [], "Workdirs of gradient-based runs.")
+_OUTPUT = flags.DEFINE_string("output_dir", "results/figures", "Where the PNGs and JSON go.")
+_LIFETIMES = flags.DEFINE_integer("lifetimes", 20, "Lifetimes per run and analysis.")
+_BATCH = flags.DEFINE_integer("batch", 5, "Lifetimes evaluated together (vmap).")
+_SEED = flags.DEFINE_integer("seed", 2020, "Seed of the analysed lifetimes.")
+_READOUT_FIT = flags.DEFINE_enum(
+    "readout_fit", "auto", ["auto", *analysis.READOUT_FITS],
+    "Frozen-readout fit (panel A): 'auto' = least_squares for regression, softmax for"
+    " classification.")
+
+ORANGE, BLUE = "#ff7f0e", "#1f77b4"
+FILES = ("fig2a_frozen_readout.png", "fig2b_interference.png", "fig2c_alignment.png",
+         "fig2d_update_magnitude.png", "figure2.json")
+
+
+class Run(NamedTuple):
+  workdir: str
+  config: Any
+  learner: Any
+  params: Any
+  step: int
+
+  @property
+  def kind(self) -> str:
+    return "FLP" if self.config.learner == "flp" else "Gradient"
+
+  @property
+  def label(self) -> str:
+    name = os.path.basename(self.workdir.rstrip("/"))
+    return f"{self.kind} ({self.config.plastic_layers}) {name}"
+
+
+def load_run(workdir: str, learner: str) -> Run:
+  """Config and latest meta-parameters of a run.
+
+  Raises:
+    ConfigError, FileNotFoundError, train.WorkdirError: not a usable run of ``learner``.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{workdir}: no config.json (not a train.py workdir)")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  try:
+    config_lib.validate(config)
+  except (KeyError, AttributeError) as e:  # e.g. written by an older version of the library
+    raise config_lib.ConfigError(f"{path}: not a valid config ({str(e).strip()})") from None
+  if config.learner != learner:
+    raise config_lib.ConfigError(
+        f"{workdir}: config.learner={config.learner!r}, but it was passed as a {learner!r} run")
+  params, step = train.restore_params(workdir, config)
+  return Run(workdir, config, config_lib.make_learner(config), params, step)
+
+
+def _tasks(config):
+  """``order -> meta-test task`` of a run's config, built once per order."""
+  cache = {}
+
+  def task(order: str):
+    if order not in cache:
+      c = ml_collections.ConfigDict(config.to_dict())
+      c.order = order
+      cache[order] = config_lib.make_tasks(c)[1]
+    return cache[order]
+
+  return task
+
+
+def _plain(x) -> Any:
+  """Nested lists of floats, non-finite values as None (strict JSON)."""
+  a = np.asarray(x, np.float64)
+  if a.ndim == 0:
+    return float(a) if math.isfinite(a) else None
+  return [_plain(v) for v in a]
+
+
+def _mean_se(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and standard error over the leading (lifetime) axis, ignoring NaNs."""
+  values = np.asarray(values, np.float64)
+  n = np.sum(np.isfinite(values), axis=0)
+  with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no update) stay NaN
+    mean = np.nanmean(values, axis=0)
+    se = np.nanstd(values, axis=0, ddof=1) / np.sqrt(n)
+  return mean, np.where(n > 1, se, np.nan)
+
+
+def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
+            readout_fit: str = "auto") -> dict[str, Any]:
+  """Every panel's numbers (see the module docstring)."""
+  key = jax.random.key(seed)
+  out = {"lifetimes": lifetimes, "seed": seed, "runs": [], "fig2a": [], "fig2b": [],
+         "fig2c": [], "fig2d": []}
+  for run in runs:
+    c, learner = run.config, run.learner
+    output = config_lib.output_kind(c)
+    layers = [int(l) for l in learner.plastic_layers]
+    out["runs"].append({"workdir": run.workdir, "learner": c.learner, "task": c.task,
+                        "order": c.order, "plastic_layers": c.plastic_layers,
+                        "plastic_layer_ids": layers, "step": run.step, "label": run.label})
+    kw = dict(lifetimes=lifetimes, batch=batch)
+    task = _tasks(c)
+    logging.info("analysing %s", run.label)
+
+    if c.learner == "flp":
+      metric = "mse" if output == "regression" else "error"
+      fit = readout_fit if readout_fit != "auto" else (
+          "least_squares" if output == "regression" else "softmax")
+
+      def panel_a(params, episode, k):
+        pred = lifetime.query_predictions(learner, params, episode, key=k, remat="none")
+        learned = task_metrics(output, pred, episode.yq)
+        frozen = analysis.frozen_readout(learner, params, episode, output=output, method=fit,
+                                         key=k)
+        return learned[metric], frozen[metric]
+
+      learned, frozen = analysis.map_lifetimes(panel_a, run.params, task(c.order), key, **kw)
+      entry = {"workdir": run.workdir, "label": run.label, "plastic_layers": c.plastic_layers,
+               "metric": metric, "readout_fit": fit, "order": c.order}
+      for name, values in (("learned", learned), ("frozen", frozen)):
+        mean, se = _mean_se(values)
+        entry.update({name: _plain(values), f"{name}_mean": _plain(mean),
+                      f"{name}_stderr": _plain(se)})
+      out["fig2a"].append(entry)
+
+      align = analysis.map_lifetimes(
+          lambda p, e, k: analysis.gradient_alignment(learner, p, e.xs, e.ys, output=output, key=k),
+          run.params, task(c.order), key, **kw)
+      mean, se = _mean_se(align)
+      out["fig2c"].append({"workdir": run.workdir, "label": run.label, "order": c.order,
+                           "layers": layers, "alignment": _plain(mean),
+                           "alignment_stderr": _plain(se)})
+
+    if c.task == "sine":
+      f = c.sine.n_functions
+      interf = analysis.map_lifetimes(
+          lambda p, e, k: analysis.interference(learner, p, e, f, key=k),
+          run.params, task("continual"), key, **kw)[:, 1:]
+      mean, se = _mean_se(interf)
+      out["fig2b"].append({"workdir": run.workdir, "label": run.label, "learner": c.learner,
+                           "functions_encountered": list(range(2, f + 1)),
+                           "interference": _plain(mean), "interference_stderr": _plain(se)})
+    else:
+      logging.info("%s: panel B (interference) is for the sine task only; skipped", run.label)
+
+    norms, rel = analysis.map_lifetimes(
+        lambda p, e, k: (analysis.update_norms(learner, p, e.xs, e.ys, key=k),
+                         analysis.update_norms(learner, p, e.xs, e.ys, relative=True, key=k)),
+        run.params, task("iid"), key, **kw)
+    out["fig2d"].append({"workdir": run.workdir, "label": run.label, "learner": c.learner,
+                         "layers": layers, "update_norm": _plain(_mean_se(norms)[0]),
+                         "relative_update_norm": _plain(_mean_se(rel)[0])})
+  return out
+
+
+def _array(x) -> np.ndarray:
+  return np.asarray([np.nan if v is None else v for v in np.ravel(np.asarray(x, object))],
+                    np.float64).reshape(np.shape(np.asarray(x, object)))
+
+
+def plot(results: dict[str, Any], output_dir: str) -> None:
+  """The four panels as PNGs under ``output_dir``."""
+  colors = {r["workdir"]: f"C{i % 10}" for i, r in enumerate(results["runs"])}
+
+  def style(entry) -> dict:  # one color per run in every panel; gradient runs dashed
+    return {"color": colors[entry["workdir"]],
+            "linestyle": "-" if entry["learner"] == "flp" else "--"}
+
+  # A: learned vs frozen initial network, against the number of plastic layers.
+  fig, ax = plt.subplots(figsize=(5, 3.8))
+  rows = results["fig2a"]
+  for name, color, label in (("learned", ORANGE, "network (plastic), after its lifetime"),
+                             ("frozen", BLUE, "frozen initial weights + fitted readout")):
+    xs = np.array([r["plastic_layers"] for r in rows], float)
+    ys = np.array([np.nan if r[f"{name}_mean"] is None else r[f"{name}_mean"] for r in rows])
+    es = np.array([np.nan if r[f"{name}_stderr"] is None else r[f"{name}_stderr"] for r in rows])
+    ax.errorbar(xs, ys, yerr=np.nan_to_num(es), fmt="o", color=color, label=label, capsize=3)
+    levels = sorted(set(xs))
+    ax.plot(levels, [np.nanmean(ys[xs == x]) for x in levels], color=color, alpha=0.6)
+  metric = rows[0]["metric"] if rows else "mse"
+  ax.set_xlabel("plastic layers")
+  ax.set_ylabel("query MSE" if metric == "mse" else "query error")
+  if metric == "mse":
+    ax.set_yscale("log")
+  ax.set_title("A: feature extractor at initialisation")
+  if rows:
+    ax.legend(fontsize=7)
+    ax.set_xticks(sorted({r["plastic_layers"] for r in rows}))
+  else:
+    ax.text(0.5, 0.5, "no FLP runs", ha="center", transform=ax.transAxes)
+  fig.tight_layout()
+  fig.savefig(os.path.join(output_dir, FILES[0]), dpi=100)
+  plt.close(fig)
+
+  # B: interference against the number of functions encountered.
+  fig, ax = plt.subplots(figsize=(5, 3.8))
+  for r in results["fig2b"]:
+    ax.plot(r["functions_encountered"], _array(r["interference"]), marker="o", markersize=3,
+            label=r["label"], **style(r))
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.set_xlabel("functions encountered")
+  ax.set_ylabel("mean squared change of outputs\non earlier functions")
+  ax.set_yscale("log")
+  ax.set_title("B: interference (continual sine)")
+  if results["fig2b"]:
+    ax.legend(fontsize=7)
+  else:
+    ax.text(0.5, 0.5, "no sine runs", ha="center", transform=ax.transAxes)
+  fig.tight_layout()
+  fig.savefig(os.path.join(output_dir, FILES[1]), dpi=100)
+  plt.close(fig)
+
+  # C: alignment with the negative gradient, one panel per FLP run.
+  rows = results["fig2c"]
+  fig, axes = plt.subplots(max(len(rows), 1), 1, figsize=(6, 2.4 * max(len(rows), 1)),
+                           squeeze=False)
+  readout = max((l for r in rows for l in r["layers"]), default=0)
+  for ax, r in zip(axes[:, 0], rows):
+    cos = _array(r["alignment"])
+    for i, layer in enumerate(r["layers"]):  # color by distance from the readout
+      ax.plot(np.arange(1, cos.shape[0] + 1), cos[:, i], linewidth=0.8,
+              color=f"C{(readout - layer) % 10}", label=f"layer {layer}")
+    ax.axhline(0.0, color="k", linewidth=0.5)
+    ax.set_ylabel("cos(update, -grad)")
+    ax.set_title(f"C: {r['label']} ({r['order']})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+  if not rows:
+    axes[0, 0].text(0.5, 0.5, "no FLP runs", ha="center", transform=axes[0, 0].transAxes)
+  axes[-1, 0].set_xlabel("lifetime step")
+  fig.tight_layout()
+  fig.savefig(os.path.join(output_dir, FILES[2]), dpi=100)
+  plt.close(fig)
+
+  # D: update magnitudes, one panel per plastic layer (from the readout down).
+  rows = results["fig2d"]
+  layers = sorted({l for r in rows for l in r["layers"]}, reverse=True)
+  fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.6 * max(len(layers), 1), 3.4),
+                           squeeze=False, sharey=True)
+  for ax, layer in zip(axes[0], layers):
+    for r in rows:
+      if layer in r["layers"]:
+        norms = _array(r["update_norm"])[:, r["layers"].index(layer)]
+        ax.plot(np.arange(1, norms.shape[0] + 1), norms, linewidth=0.8, label=r["label"],
+                **style(r))
+    ax.set_yscale("log")
+    ax.set_title(f"D: layer {layer}" + (" (readout)" if layer == layers[0] else ""), fontsize=9)
+    ax.set_xlabel("lifetime step (i.i.d.)")
+  axes[0, 0].set_ylabel("|dW| (Frobenius)")
+  if rows:
+    axes[0, 0].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(os.path.join(output_dir, FILES[3]), dpi=100)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  summary.quiet_libraries()
+  try:
+    if not _FLP.value and not _GRAD.value:
+      raise config_lib.ConfigError("give at least one of --flp_workdirs, --grad_workdirs")
+    if _LIFETIMES.value < 2 or _BATCH.value < 1:
+      raise config_lib.ConfigError(
+          f"--lifetimes={_LIFETIMES.value}, --batch={_BATCH.value}: expected >= 2 and >= 1")
+    runs = ([load_run(w, "flp") for w in _FLP.value]
+            + [load_run(w, "gradient") for w in _GRAD.value])
+  except (config_lib.ConfigError, FileNotFoundError, train.WorkdirError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  results = analyse(runs, lifetimes=_LIFETIMES.value, batch=_BATCH.value, seed=_SEED.value,
+                    readout_fit=_READOUT_FIT.value)
+  results["command"] = " ".join(sys.argv)
+  results["device"] = jax.devices()[0].device_kind
+  os.makedirs(_OUTPUT.value, exist_ok=True)
+  plot(results, _OUTPUT.value)
+  with open(os.path.join(_OUTPUT.value, FILES[4]), "w") as f:
+    json.dump(results, f, indent=1)
+  logging.info("wrote %s under %s", ", ".join(FILES), _OUTPUT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
