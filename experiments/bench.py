@@ -42,6 +42,12 @@ CASES = {
 _CASES = flags.DEFINE_list("cases", None, f"Cases to run (default: all of {list(CASES)}).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed meta-steps per case (at least 5 for reports).")
 _WARMUP = flags.DEFINE_integer("warmup", 1, "Untimed meta-steps after the first call.")
+_DATA = flags.DEFINE_enum(
+    "data", "real", ["real", "synthetic"],
+    "Classification images: the real data set, or random uint8 arrays of the same shape "
+    "(speed does not depend on pixel values; for machines without the data or tfds).")
+_PRECISION = flags.DEFINE_string("matmul_precision", "highest",
+                                  "jax_default_matmul_precision (config.matmul_precision).")
 _ONE = flags.DEFINE_string("one", None, "Internal: run this single case in this process.")
 
 
@@ -73,16 +79,38 @@ def _load_config(name: str, overrides: dict):
   return config
 
 
-def run_case(case: str, steps: int, warmup: int) -> dict:
+def _synthetic_tasks(config):
+  """Few-shot tasks over random uint8 images of the real splits' shapes."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flpjax.tasks import fewshot  # pylint: disable=g-import-not-at-top
+  f = config.fewshot
+  ch = 1 if config.task == "omniglot" else 3
+  classes, per_class = {"omniglot": ((963, 20), (660, 20)),
+                        "mini_imagenet": ((64, 600), (20, 600))}[config.task]
+  rng = np.random.default_rng(0)
+  images = [rng.integers(0, 256, c + (f.image_size, f.image_size, ch), np.uint8)
+            for c in (classes, per_class)]
+  return (fewshot.make_train_task(images[0], dataset=config.task, ways=f.ways, shots=f.shots,
+                                  queries=f.queries_per_class, order=config.order),
+          None)
+
+
+def run_case(case: str, steps: int, warmup: int, data: str = "real",
+             precision: str = "highest") -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax import meta  # pylint: disable=g-import-not-at-top
 
   config = _load_config(*CASES[case])
+  config.matmul_precision = precision
   config_lib.validate(config)
+  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   learner = config_lib.make_learner(config)
-  task, _ = config_lib.make_tasks(config)
+  if data == "synthetic" and config.task != "sine":
+    task, _ = _synthetic_tasks(config)
+  else:
+    task, _ = config_lib.make_tasks(config)
   optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
   step = meta.make_meta_step(learner, task, optimizer, meta_batch=config.meta.batch_size,
@@ -111,6 +139,8 @@ def run_case(case: str, steps: int, warmup: int) -> dict:
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "steps": steps,
       "loss": float(m["loss"]),
+      "data": data if config.task != "sine" else "generated",
+      "matmul_precision": precision,
       "jax": jax.__version__,
   }
   stats = jax.devices()[0].memory_stats() if jax.devices()[0].platform != "cpu" else None
@@ -122,7 +152,8 @@ def run_case(case: str, steps: int, warmup: int) -> dict:
 def main(argv):
   del argv
   if _ONE.value:
-    print(json.dumps(run_case(_ONE.value, _STEPS.value, _WARMUP.value)), flush=True)
+    print(json.dumps(run_case(_ONE.value, _STEPS.value, _WARMUP.value, _DATA.value,
+                                     _PRECISION.value)), flush=True)
     return
   cases = _CASES.value or list(CASES)
   unknown = [c for c in cases if c not in CASES]
@@ -134,7 +165,8 @@ def main(argv):
   for case in cases:
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), f"--one={case}", f"--steps={_STEPS.value}",
-         f"--warmup={_WARMUP.value}"], capture_output=True, text=True, check=False)
+         f"--warmup={_WARMUP.value}", f"--data={_DATA.value}",
+         f"--matmul_precision={_PRECISION.value}"], capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode or not lines:
       failed = True

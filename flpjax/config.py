@@ -20,6 +20,7 @@ from flpjax.tasks import sine
 TASKS = ("sine", "omniglot", "mini_imagenet")
 LEARNERS = ("flp", "gradient")
 FEWSHOT_TASKS = ("omniglot", "mini_imagenet")
+MATMUL_PRECISIONS = ("highest", "float32", "tensorfloat32", "bfloat16_3x", "default")
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.task = "sine"
   c.order = "iid"  # 'iid' or 'continual'
   c.seed = 0
+  # float32 matmuls at full precision: GPUs otherwise use TF32, which changes long
+  # Oja accumulations. 'default' or 'tensorfloat32' trade accuracy for speed.
+  c.matmul_precision = "highest"
 
   c.sine = ml_collections.ConfigDict(dict(
       n_functions=10, steps_per_function=40, batch_size=32, queries_per_function=32,
@@ -136,6 +140,7 @@ def validate(config) -> None:
   _check_choice(config, "task", TASKS)
   _check_choice(config, "order", sine.ORDERS)
   _check_int(config, "seed", 0)
+  _check_choice(config, "matmul_precision", MATMUL_PRECISIONS)
   _check_choice(config, "learner", LEARNERS)
   _check_int(config, "meta.steps", 0)
   _check_int(config, "meta.batch_size", 1)

@@ -131,7 +131,7 @@ def make_meta_step(
     params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": value,
-        "grad_norm": optax.tree.norm(grads),
+        "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))),
         "finite": opt_state.last_finite,
         "nonfinite_total": opt_state.total_notfinite,
         "nonfinite_in_row": opt_state.notfinite_count,
