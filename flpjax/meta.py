@@ -45,14 +45,20 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(
-    lrs: Mapping[str, float], learner: Learner, max_consecutive_nonfinite: int = 2**30
+    lrs: Mapping[str, float | optax.Schedule], learner: Learner,
+    max_consecutive_nonfinite: int = 2**30,
 ) -> optax.GradientTransformation:
   """Adam per meta-parameter group, guarded against non-finite gradients.
 
+  Every Adam is wrapped in `optax.inject_hyperparams`, so its learning rate is
+  part of the optimizer state: independent runs `vmap`ped together can each
+  have their own (`set_learning_rates`), e.g. in a sweep.
+
   Args:
     lrs: learning rate per group (``'ff'``, ``'fb'``, ``'alpha'``, ``'beta'``,
-      optionally ``'alpha_readout'``, which defaults to ``lrs['alpha']``).
-      A rate of 0 freezes the group.
+      optionally ``'alpha_readout'``, which defaults to ``lrs['alpha']``): a
+      number, or an optax schedule of the meta-step (e.g. the reference OML's
+      step decay). A rate of 0 freezes the group (`optax.set_to_zero`).
     learner: the learner whose parameters are optimized (for the readout's
       index).
     max_consecutive_nonfinite: passed to `optax.apply_if_finite`; the training
@@ -67,12 +73,43 @@ def make_optimizer(
   if unknown:
     raise ValueError(f"unknown meta-parameter groups {sorted(unknown)}; expected {GROUPS}")
   lrs.setdefault("alpha_readout", lrs.get("alpha", 0.0))
-  transforms = {g: (optax.adam(lr) if lr > 0 else optax.set_to_zero())
-                for g, lr in lrs.items()}
+
+  def group(lr):
+    if callable(lr) or lr > 0:
+      return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+    return optax.set_to_zero()
+
+  transforms = {g: group(lr) for g, lr in lrs.items()}
   for g in GROUPS:
     transforms.setdefault(g, optax.set_to_zero())
   opt = optax.partition(transforms, lambda p: param_labels(p, learner.readout))
   return optax.apply_if_finite(opt, max_consecutive_nonfinite)
+
+
+def set_learning_rates(opt_state, lrs: Mapping[str, Any]):
+  """The optimizer state with new learning rates for some groups.
+
+  Args:
+    opt_state: a state of `make_optimizer` (possibly with a leading run axis).
+    lrs: ``{group: rate}``; a rate may be an array with the run axis.
+
+  Returns:
+    The updated state.
+
+  Raises:
+    ValueError: for a group that is frozen or has a schedule.
+  """
+  partition = opt_state.inner_state
+  inner = dict(partition.inner_states)
+  for g, lr in lrs.items():
+    masked = inner.get(g)
+    hp = getattr(getattr(masked, "inner_state", None), "hyperparams", None)
+    if hp is None or "learning_rate" not in hp:
+      raise ValueError(f"group {g!r} has no learning rate to set (frozen, or unknown)")
+    hp = dict(hp, learning_rate=jnp.asarray(lr, hp["learning_rate"].dtype)
+              * jnp.ones_like(hp["learning_rate"]))
+    inner[g] = masked._replace(inner_state=masked.inner_state._replace(hyperparams=hp))
+  return opt_state._replace(inner_state=partition._replace(inner_states=inner))
 
 
 def init_state(learner: Learner, optimizer: optax.GradientTransformation, key: jax.Array,

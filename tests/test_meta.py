@@ -175,3 +175,33 @@ def test_unknown_group():
   learner = learners.flp(nets.regression_mlp((8,)), (11,), 1)
   with pytest.raises(ValueError, match="unknown meta-parameter groups"):
     meta.make_optimizer({"ff": 1e-4, "gamma": 1.0}, learner)
+
+
+def test_per_run_learning_rates_in_one_vmapped_program():
+  """Two runs with different plasticity rates, vmapped: each moves at its own rate."""
+  learner = learners.flp(nets.regression_mlp((8, 8)), (11,), 2, init_alpha=1e-3)
+  opt = meta.make_optimizer({"ff": 1e-3, "fb": 1e-3, "alpha": 1e-5, "beta": 1e-3}, learner)
+  params = learner.init_params(jax.random.key(0))
+  states = jax.vmap(lambda _: opt.init(params))(jnp.arange(2))
+  states = meta.set_learning_rates(states, {"alpha": jnp.array([1e-5, 1e-3])})
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = jax.vmap(opt.update, (None, 0, None))(grads, states, params)
+  np.testing.assert_allclose(updates["alpha"]["1"][0], -1e-5, rtol=1e-4)
+  np.testing.assert_allclose(updates["alpha"]["1"][1], -1e-3, rtol=1e-4)
+  np.testing.assert_allclose(updates["ff"][0]["w"][1], -1e-3, rtol=1e-4)
+  with pytest.raises(ValueError, match="group 'gamma' has no learning rate"):
+    meta.set_learning_rates(states, {"gamma": 1.0})
+
+
+def test_schedule_as_a_group_rate():
+  learner = learners.flp(nets.regression_mlp((8,)), (11,), 1)
+  sched = optax.piecewise_constant_schedule(1e-2, {2: 0.3})
+  opt = meta.make_optimizer({"ff": sched, "alpha": 1e-3}, learner)
+  params = learner.init_params(jax.random.key(0))
+  state = opt.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  sizes = []
+  for _ in range(4):
+    updates, state = opt.update(grads, state, params)
+    sizes.append(float(updates["ff"][0]["w"][0, 0]))
+  np.testing.assert_allclose(sizes, [-1e-2, -1e-2, -3e-3, -3e-3], rtol=1e-4)
