@@ -176,3 +176,32 @@ def make_meta_step(
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return jax.jit(meta_step, donate_argnums=0) if jit else meta_step
+
+
+def init_states(learner: Learner, optimizer: optax.GradientTransformation,
+                keys: jax.Array) -> TrainState:
+  """`init_state` for ``R`` independent runs: every leaf gets a leading run axis."""
+  return jax.vmap(lambda k: init_state(learner, optimizer, k))(keys)
+
+
+def make_runs_meta_step(
+    learner: Learner,
+    task: Task,
+    optimizer: optax.GradientTransformation,
+    *,
+    meta_batch: int = 1,
+    remat: lifetime.Remat = "step",
+    chunk: int | None = None,
+) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
+  """The meta-step of ``R`` independent runs as one `vmap`ped program.
+
+  ``(states, keys (R,), data) -> (states, metrics)``: run ``r`` takes the step
+  `make_meta_step` takes with ``states[r]`` and ``keys[r]``; the task's data is
+  shared. Independent seeds of a table row, or a sweep over learning rates
+  (`set_learning_rates`), become one program: on a GPU a single 300-wide
+  lifetime leaves most of the chip idle. When the states are sharded along the
+  run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
+  """
+  step = make_meta_step(learner, task, optimizer, meta_batch=meta_batch, remat=remat,
+                        chunk=chunk, jit=False)
+  return jax.jit(jax.vmap(step, in_axes=(0, 0, None)), donate_argnums=0)
