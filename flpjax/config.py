@@ -13,6 +13,7 @@ import numbers
 from typing import Any, Iterable
 
 import ml_collections
+import optax
 
 from flpjax import feedback, learners, lifetime, nets, plasticity
 from flpjax.tasks import sine
@@ -21,6 +22,8 @@ TASKS = ("sine", "omniglot", "mini_imagenet")
 LEARNERS = ("flp", "gradient")
 FEWSHOT_TASKS = ("omniglot", "mini_imagenet")
 MATMUL_PRECISIONS = ("highest", "float32", "tensorfloat32", "bfloat16_3x", "default")
+PROCEDURES = ("standard", "oml")
+EVAL_RULES = ("adam", "sgd")  # oml.eval_rule
 
 
 class ConfigError(ValueError):
@@ -63,9 +66,36 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
 
+  # The meta-training procedure: 'standard' (FLP's episodes, every row but one) or
+  # 'oml' (the original OML procedure, flpjax/oml.py, REFERENCE-OML.md; needs
+  # learner='gradient'). The 'Original OML' rows: experiments/configs/oml_*.py.
+  c.procedure = "standard"
+  c.oml = ml_collections.ConfigDict(dict(
+      # Sine: stream order of meta-training. '' = config.order (default: the i.i.d.
+      # column meta-trains on i.i.d. streams as every other row, REFERENCE-OML 5);
+      # 'continual' = OML's only training order, evaluated on config.order.
+      train_order="",
+      # Few-shot proxy task (REFERENCE-OML 2.3, 3): S single-image inner steps on one
+      # trajectory class; a remember batch from other classes; [lo, hi) class ranges
+      # of the meta-training split (Omniglot defaults; mini-ImageNet (0, 64) twice).
+      steps=10, remember=10, trajectory_classes=(481, 963), remember_classes=(0, 481),
+      reset_row=True,  # re-initialise the trajectory class's readout row every episode
+      clamp=5.0,  # elementwise meta-gradient clamp; 0 = none (regression, REFERENCE-OML 1.4)
+      # Few-shot evaluation: 'adam' = OML's rule (readout reset, fc1 kept, inner Adam at
+      # the rate its search picks on support images); 'sgd' = FLP's gradient evaluation
+      # (no reset, SGD at gradient.lr). Regression always uses the shared protocol.
+      eval_rule="adam",
+      eval_lrs=(0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7),
+      lr_searches=5,
+  ))
+
   c.meta = ml_collections.ConfigDict(dict(
       steps=20000, batch_size=1, remat="step", chunk=0, max_nonfinite=10,
   ))
+  # MultiStepLR of the 'ff' group: its rate is multiplied by ff_decay at each
+  # milestone (meta-steps). () = constant (FLP's runs; OML regression: (1500, 2500, 3500), 0.3).
+  c.meta.ff_milestones = ()
+  c.meta.ff_decay = 0.3
   c.meta.lr = ml_collections.ConfigDict(dict(
       ff=1e-4, fb=1e-4, alpha=1e-8, beta=1e-4,
       alpha_readout=ml_collections.config_dict.placeholder(float),  # None: same as alpha
@@ -160,6 +190,13 @@ def validate(config) -> None:
   _check_int(config, "log_every", 1)
   if not isinstance(config.init_ff_from, str):
     _fail("init_ff_from", config.init_ff_from, "a workdir path or ''")
+  milestones = config.meta.ff_milestones
+  if (not isinstance(milestones, (tuple, list))
+      or any(isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1
+             for m in milestones)
+      or list(milestones) != sorted(set(milestones))):
+    _fail("meta.ff_milestones", milestones, "a tuple of increasing positive integers")
+  _check_float(config, "meta.ff_decay", 0.0, 1.0)
 
   if config.task == "sine":
     for f in ("n_functions", "steps_per_function", "batch_size", "queries_per_function"):
@@ -211,6 +248,41 @@ def validate(config) -> None:
     for f in ("learn_lr", "second_order", "reset_readout"):
       _check_bool(config, f"gradient.{f}")
 
+  _check_choice(config, "procedure", PROCEDURES)
+  if config.procedure == "oml":
+    _validate_oml(config)
+
+
+def _validate_oml(config) -> None:
+  """The ``oml`` section (REFERENCE-OML 5), for ``procedure='oml'``."""
+  if config.learner != "gradient":
+    _fail("learner", config.learner, "'gradient' with procedure='oml' (OML's inner SGD)")
+  _check_bool(config, "oml.reset_row")
+  _check_float(config, "oml.clamp", 0.0)
+  if config.task == "sine":
+    _check_choice(config, "oml.train_order", ("",) + sine.ORDERS)
+    if config.oml.reset_row:
+      _fail("oml.reset_row", True, "False for sine (no class rows to reset)")
+    return
+  if config.oml.train_order:
+    _fail("oml.train_order", config.oml.train_order, "'' (the proxy task has no stream order)")
+  _check_int(config, "oml.steps", 2)
+  _check_int(config, "oml.remember", 0)
+  for f in ("trajectory_classes", "remember_classes"):
+    r = config.oml[f]
+    if (not isinstance(r, (tuple, list)) or len(r) != 2
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in r)
+        or not 0 <= r[0] < r[1] <= config.net.readout):
+      _fail(f"oml.{f}", r, f"(lo, hi) integers with 0 <= lo < hi <= net.readout="
+            f"{config.net.readout} (raw class ids are readout rows)")
+  _check_choice(config, "oml.eval_rule", EVAL_RULES)
+  lrs = config.oml.eval_lrs
+  if (not isinstance(lrs, (tuple, list)) or not lrs
+      or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v < math.inf
+             for v in lrs)):
+    _fail("oml.eval_lrs", lrs, "a non-empty tuple of positive numbers")
+  _check_int(config, "oml.lr_searches", 1)
+
 
 def output_kind(config) -> str:
   return "regression" if config.task == "sine" else "classification"
@@ -231,12 +303,17 @@ def make_learner(config) -> learners.Learner:
       learn_lr=g.learn_lr, second_order=g.second_order, reset_readout=g.reset_readout)
 
 
-def meta_lrs(config) -> dict[str, float]:
-  """Learning rate of every meta-parameter group."""
+def meta_lrs(config) -> dict[str, Any]:
+  """Learning rate of every meta-parameter group (an optax schedule with ``meta.ff_milestones``)."""
   lr = config.meta.lr
   out = {"ff": lr.ff, "fb": lr.fb, "alpha": lr.alpha, "beta": lr.beta}
   if lr.alpha_readout is not None:
     out["alpha_readout"] = lr.alpha_readout
+  if config.meta.ff_milestones and lr.ff > 0:
+    # torch's MultiStepLR stepped once per meta-step: optax evaluates the schedule
+    # at the count of earlier updates, and scales from count >= milestone on.
+    out["ff"] = optax.piecewise_constant_schedule(
+        lr.ff, {int(m): config.meta.ff_decay for m in config.meta.ff_milestones})
   return out
 
 
@@ -255,6 +332,12 @@ def make_tasks(config):
     pool = None
     if s.pool_size:
       pool = sine.sample_functions(jax.random.fold_in(jax.random.key(config.seed), 1), s.pool_size)
-    return sine.make_task(pool=pool, **kwargs), sine.make_task(pool=None, **kwargs)
+    train_kwargs = dict(kwargs)
+    if config.procedure == "oml" and config.oml.train_order:
+      train_kwargs["order"] = config.oml.train_order
+    return sine.make_task(pool=pool, **train_kwargs), sine.make_task(pool=None, **kwargs)
+  if config.procedure == "oml":
+    from flpjax import oml  # pylint: disable=g-import-not-at-top
+    return oml.make_tasks(config)
   from flpjax.tasks import fewshot  # pylint: disable=g-import-not-at-top
   return fewshot.make_tasks(config)

@@ -1,0 +1,50 @@
+r"""Table 2 row: Original OML (2), Omniglot (continual column; online 5-way 5-shot).
+
+  python experiments/train.py --config=experiments/configs/oml_omniglot_continual.py \
+      --workdir=workdirs/oml_omniglot_continual
+
+Data: ``--config.fewshot.data_dir=<dir>`` (default ``../shared/data``; see README).
+
+Meta-training: exactly that of oml_omniglot.py (OML's proxy task has no stream
+order; REFERENCE-OML.md 2.3, 5): one trajectory class from 481..962, S = 10
+single-image inner SGD steps at 0.03 on fc1 + readout, first-order; meta-loss
+on 10 remember images of classes 0..480 plus 2 held-out images, raw ids over
+1000 logits; per-episode readout-row reset; meta-gradient clamped to +-5;
+Adam 1e-4 on every tensor; 40,000 meta-steps; seed 10000. Network: 6 convs of
+256 channels, dense 1024, readout 1000.
+
+Evaluation: FLP's protocol with a class-sorted stream (all 5 images of one
+class, then the next; 500 lifetimes, tested on images 15-19) and OML's
+adaptation rule (readout reset, fc1 kept, inner Adam at the rate OML's search
+picks on the support images). ``--config.oml.eval_rule=sgd``: FLP's gradient
+evaluation instead.
+"""
+
+from flpjax import config as config_lib
+
+
+def get_config():
+  c = config_lib.base_config()
+  c.task = "omniglot"
+  c.order = "continual"
+  c.procedure = "oml"
+  c.seed = 10000
+  c.learner = "gradient"
+  c.plastic_layers = 2
+  c.gradient.lr = 0.03
+  c.net.channels = 256
+  c.net.hidden = 1024
+  c.net.readout = 1000
+  c.meta.steps = 40000
+  c.meta.lr.ff = 1e-4
+  c.oml.steps = 10
+  c.oml.remember = 10
+  c.oml.trajectory_classes = (481, 963)
+  c.oml.remember_classes = (0, 481)
+  c.oml.reset_row = True
+  c.oml.clamp = 5.0
+  c.oml.eval_rule = "adam"
+  c.eval.lifetimes = 500
+  c.eval.seed = 222
+  c.eval.batch = 25
+  return c
