@@ -5,57 +5,57 @@ r"""Evaluates the meta-parameters of a run on fresh lifetimes.
 Reads the run's ``config.json`` (or ``--config``), restores its latest
 checkpoint (or ``--step``), evaluates ``config.eval.lifetimes`` lifetimes (or
 ``--lifetimes``), prints a table and writes ``<workdir>/eval_<step>.json``
-(or ``--output``).
+(or ``--output``). Exit status 2 on bad input, with one ``error:`` line.
 """
 
 import json
 import os
-import sys
 
 import jax
-import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flpjax import config as config_lib
 from flpjax import summary
 from flpjax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the run's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_LIFETIMES = flags.DEFINE_integer("lifetimes", None, "Number of lifetimes (default: config).")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", lower_bound=0)
+_LIFETIMES = flags.DEFINE_integer("lifetimes", None, "Number of lifetimes (default: config).",
+                                  lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON results.")
 flags.mark_flags_as_required(["workdir"])
+
+
+def _check_writable(path):
+  """Raises WorkdirError now rather than after the evaluation if ``path`` cannot be written."""
+  existed = os.path.exists(path)
+  try:
+    with open(path, "a"):
+      pass
+  except OSError as e:
+    raise train.WorkdirError(f"--output={path}: cannot write it ({e.strerror})") from None
+  if not existed:
+    os.remove(path)
 
 
 def main(argv):
   del argv
   summary.quiet_libraries()
-  workdir = _WORKDIR.value
   try:
-    if _CONFIG.value is not None:
-      config = _CONFIG.value
-    else:
-      path = os.path.join(workdir, "config.json")
-      if not os.path.exists(path):
-        raise config_lib.ConfigError(f"--workdir={workdir}: no config.json (pass --config)")
-      config = ml_collections.ConfigDict(json.load(open(path)))
-    config_lib.validate(config)
-    if _LIFETIMES.value is not None and _LIFETIMES.value < 1:
-      raise config_lib.ConfigError(f"--lifetimes={_LIFETIMES.value}: expected an integer >= 1")
-    params, step = train.restore_params(workdir, config, _STEP.value)
-  except (config_lib.ConfigError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  result = train.evaluate_params(config, params, _LIFETIMES.value)
-  result.update({"step": step, "device": jax.devices()[0].device_kind})
-  output = _OUTPUT.value or os.path.join(workdir, f"eval_{step}.json")
-  with open(output, "w") as f:
-    json.dump(result, f, indent=1)
+    config, params, step = train.load_run(_WORKDIR.value, _CONFIG.value, _STEP.value)
+    jax.config.update("jax_default_matmul_precision", config.matmul_precision)
+    output = _OUTPUT.value or os.path.join(_WORKDIR.value, f"eval_{step}.json")
+    _check_writable(output)
+    result = train.evaluate_params(config, params, _LIFETIMES.value)
+    result.update({"step": step, "device": jax.devices()[0].device_kind})
+    with open(output, "w") as f:
+      json.dump(result, f, indent=1)
+  except train.USER_ERRORS as e:
+    summary.exit_with_error(e, 2)
   logging.info("wrote %s", output)
-  print(train.results_table([(f"{workdir} @ step {step}", result)]))
+  print(train.results_table([(f"{_WORKDIR.value} @ step {step}", result)]))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=summary.parse_flags_or_exit)

@@ -1,17 +1,19 @@
-r"""Meta-trains one configuration and evaluates it (resumes from the workdir).
+r"""Meta-trains one configuration and evaluates it; resumes from the workdir.
 
   python experiments/train.py --config=experiments/configs/sine_flp3_iid.py \
       --workdir=workdirs/sine_flp3_iid
 
-Any config field can be overridden, e.g. ``--config.meta.steps=1000``.
+Any config field can be overridden, e.g. ``--config.meta.steps=1000``. Run the
+same command again to resume an interrupted run from its latest checkpoint
+(``--config.meta.steps`` may be raised to extend a finished one). Exit status:
+0 done, 2 bad input (one ``error:`` line on stderr names the flag, field or
+file), 3 stopped after ``config.meta.max_nonfinite`` non-finite meta-steps in a
+row.
 """
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from flpjax import config as config_lib
 from flpjax import summary
 from flpjax import train
 
@@ -26,11 +28,11 @@ def main(argv):
   summary.quiet_libraries()
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (config_lib.ConfigError, train.WorkdirError, train.NonFiniteError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except train.USER_ERRORS as e:
+    summary.exit_with_error(e, 2)
+  except train.NonFiniteError as e:
+    summary.exit_with_error(e, 3)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=summary.parse_flags_or_exit)
