@@ -1,11 +1,15 @@
 r"""Evaluates the meta-parameters of a run on fresh lifetimes.
 
   python experiments/evaluate.py --workdir=workdirs/sine_flp3_iid
+  python experiments/evaluate.py --params=results/params/omniglot_flp2 --output=/tmp/e.json
 
 Reads the run's ``config.json`` (or ``--config``), restores its latest
 checkpoint (or ``--step``), evaluates ``config.eval.lifetimes`` lifetimes (or
 ``--lifetimes``), prints a table and writes ``<workdir>/eval_<step>.json``
-(or ``--output``). Exit status 2 on bad input, with one ``error:`` line.
+(or ``--output``). ``--params`` evaluates meta-parameters stored with
+``train.export_params`` (``<path>.npz`` + ``<path>.json``, e.g. under
+``results/params/``) without their workdir. Exit status 2 on bad input, with
+one ``error:`` line.
 """
 
 import json
@@ -20,11 +24,12 @@ from flpjax import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the run's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
+_PARAMS = flags.DEFINE_string("params", None, "Stored meta-parameters (train.export_params).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).", lower_bound=0)
 _LIFETIMES = flags.DEFINE_integer("lifetimes", None, "Number of lifetimes (default: config).",
                                   lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON results.")
-flags.mark_flags_as_required(["workdir"])
+flags.mark_flags_as_mutual_exclusive(["workdir", "params"], required=True)
 
 
 def _check_writable(path):
@@ -43,9 +48,15 @@ def main(argv):
   del argv
   summary.quiet_libraries()
   try:
-    config, params, step = train.load_run(_WORKDIR.value, _CONFIG.value, _STEP.value)
+    if _PARAMS.value:
+      config, params, step = train.load_params_file(_PARAMS.value)
+      if _CONFIG.value is not None:
+        config = _CONFIG.value
+      output = _OUTPUT.value or _PARAMS.value + f"_eval_{step}.json"
+    else:
+      config, params, step = train.load_run(_WORKDIR.value, _CONFIG.value, _STEP.value)
+      output = _OUTPUT.value or os.path.join(_WORKDIR.value, f"eval_{step}.json")
     jax.config.update("jax_default_matmul_precision", config.matmul_precision)
-    output = _OUTPUT.value or os.path.join(_WORKDIR.value, f"eval_{step}.json")
     _check_writable(output)
     result = train.evaluate_params(config, params, _LIFETIMES.value)
     result.update({"step": step, "device": jax.devices()[0].device_kind})
@@ -54,7 +65,7 @@ def main(argv):
   except train.USER_ERRORS as e:
     summary.exit_with_error(e, 2)
   logging.info("wrote %s", output)
-  print(train.results_table([(f"{_WORKDIR.value} @ step {step}", result)]))
+  print(train.results_table([(f"{_PARAMS.value or _WORKDIR.value} @ step {step}", result)]))
 
 
 if __name__ == "__main__":

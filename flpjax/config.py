@@ -43,11 +43,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.sine = ml_collections.ConfigDict(dict(
       n_functions=10, steps_per_function=40, batch_size=32, queries_per_function=32,
       pool_size=400,  # fixed pool of training functions; 0 draws fresh functions per episode
+      pool_seed=1000,  # the pool's functions (shared by every run and seed, as the reference's)
       mixed_batches=False,  # i.i.d. order: shuffle points instead of batches
   ))
   c.fewshot = ml_collections.ConfigDict(dict(
       ways=5, shots=5, queries_per_class=5, image_size=84, data_dir="",
       query_overlap=False,  # reference meta-training: query images may repeat support images
+      # >0: the last N meta-training classes are held out of meta-training and serve as
+      # validation classes (sweeps); mini-ImageNet validates on its own 'val' split.
+      validation_classes=0,
   ))
   c.net = ml_collections.ConfigDict(dict(
       widths=nets.REGRESSION_WIDTHS,  # sine MLP hidden widths
@@ -102,7 +106,13 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.eval = ml_collections.ConfigDict(dict(
       lifetimes=50, batch=10, seed=103450, at_start=False,
+      validation_seed=7,  # lifetimes of held-out functions / validation classes (sweeps)
   ))
+  # Independent runs meta-trained together as one vmapped program (sharded over the
+  # devices when there are several): run r uses seed + r. With sweep.lrs, run r
+  # uses sweep.lrs[r] as the meta-learning rate of group sweep.group.
+  c.runs = 1
+  c.sweep = ml_collections.ConfigDict(dict(group="alpha", lrs=()))
   c.checkpoint_every = 100
   c.keep_checkpoints = 3
   c.log_every = 10
@@ -184,6 +194,16 @@ def validate(config) -> None:
   _check_int(config, "eval.lifetimes", 1)
   _check_int(config, "eval.batch", 1)
   _check_int(config, "eval.seed", 0)
+  _check_int(config, "eval.validation_seed", 0)
+  _check_int(config, "runs", 1)
+  _check_choice(config, "sweep.group", ("ff", "fb", "alpha", "alpha_readout", "beta"))
+  values = config.sweep.lrs
+  if (not isinstance(values, (tuple, list))
+      or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1
+             for v in values)):
+    _fail("sweep.lrs", values, "a tuple of learning rates in (0, 1]")
+  if values and config.runs != len(values):
+    _fail("runs", config.runs, f"len(sweep.lrs) = {len(values)} (one run per swept rate)")
   _check_bool(config, "eval.at_start")
   _check_int(config, "checkpoint_every", 1)
   _check_int(config, "keep_checkpoints", 1)
@@ -201,6 +221,7 @@ def validate(config) -> None:
   if config.task == "sine":
     for f in ("n_functions", "steps_per_function", "batch_size", "queries_per_function"):
       _check_int(config, f"sine.{f}", 1)
+    _check_int(config, "sine.pool_seed", 0)
     _check_bool(config, "sine.mixed_batches")
     _check_int(config, "sine.pool_size", 0)
     if 0 < config.sine.pool_size < config.sine.n_functions:
@@ -216,6 +237,15 @@ def validate(config) -> None:
     _check_int(config, "fewshot.ways", 2, config.net.readout)
     _check_int(config, "fewshot.image_size", 8, 512)
     _check_bool(config, "fewshot.query_overlap")
+    _check_int(config, "fewshot.validation_classes", 0)
+    per_class, pool = {"omniglot": (20, 15), "mini_imagenet": (600, 30)}[config.task]
+    f = config.fewshot
+    if f.shots > pool:
+      _fail("fewshot.shots", f.shots, f"at most {pool} (the meta-test support pool per class)")
+    if not f.query_overlap and f.shots + f.queries_per_class > per_class:
+      _fail("fewshot.queries_per_class", f.queries_per_class,
+            f"at most {per_class - f.shots} (fewshot.shots + queries <= {per_class} images "
+            "per class; or fewshot.query_overlap=True)")
     if not isinstance(config.fewshot.data_dir, str):
       _fail("fewshot.data_dir", config.fewshot.data_dir, "a directory path or ''")
     for f in ("channels", "hidden", "readout"):
@@ -321,7 +351,7 @@ def make_tasks(config):
   """``(train_task, eval_task)`` of a validated config.
 
   Sine: meta-training draws from a fixed pool of ``sine.pool_size`` functions
-  (from ``config.seed``), meta-testing from fresh functions.
+  (from ``sine.pool_seed``), meta-testing from fresh functions.
   """
   import jax  # pylint: disable=g-import-not-at-top
   if config.task == "sine":
@@ -331,7 +361,7 @@ def make_tasks(config):
                   queries_per_function=s.queries_per_function)
     pool = None
     if s.pool_size:
-      pool = sine.sample_functions(jax.random.fold_in(jax.random.key(config.seed), 1), s.pool_size)
+      pool = sine.sample_functions(jax.random.key(s.pool_seed), s.pool_size)
     train_kwargs = dict(kwargs)
     if config.procedure == "oml" and config.oml.train_order:
       train_kwargs["order"] = config.oml.train_order
@@ -341,3 +371,16 @@ def make_tasks(config):
     return oml.make_tasks(config)
   from flpjax.tasks import fewshot  # pylint: disable=g-import-not-at-top
   return fewshot.make_tasks(config)
+
+
+def make_validation_task(config):
+  """Lifetimes for choosing hyper-parameters, never from the meta-test classes.
+
+  Sine: fresh functions (drawn with ``eval.validation_seed`` by the caller).
+  Omniglot: the ``fewshot.validation_classes`` last meta-training classes
+  (held out of meta-training when > 0). mini-ImageNet: the 'val' split.
+  """
+  if config.task == "sine":
+    return make_tasks(config)[1]
+  from flpjax.tasks import fewshot  # pylint: disable=g-import-not-at-top
+  return fewshot.make_validation_task(config)

@@ -36,6 +36,8 @@ class WorkdirError(ValueError):
 
 def _plain(value: Any) -> Any:
   """A JSON value: integers stay integers, non-finite floats become strings ("nan")."""
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
   kind = np.asarray(value).dtype.kind if np.ndim(value) == 0 else None
   if kind == "b":
     return bool(value)

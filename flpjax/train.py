@@ -32,6 +32,7 @@ Workdir layout::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -47,6 +48,8 @@ from absl import logging
 from flpjax import config as config_lib
 from flpjax import evaluate as evaluate_lib
 from flpjax import meta
+from flpjax import oml
+from flpjax import parallel
 from flpjax import summary
 from flpjax.datasets import DataError
 from flpjax.summary import WorkdirError
@@ -57,7 +60,7 @@ from flpjax.summary import WorkdirError
 #: and compute the same maths).
 RESUMABLE_FIELDS = ("meta.steps", "meta.max_nonfinite", "meta.remat", "meta.chunk",
                     "log_every", "checkpoint_every", "keep_checkpoints", "eval",
-                    "fewshot.data_dir")
+                    "fewshot.data_dir", "oml.eval_rule", "oml.eval_lrs", "oml.lr_searches")
 
 #: Errors caused by the inputs (config, flags, workdir, data): the binaries
 #: print their one-line message and exit with status 2.
@@ -148,7 +151,15 @@ def checkpoint_manager(workdir: str, keep: int = 3, read_only: bool = False
 def _abstract_state(config) -> meta.TrainState:
   learner = config_lib.make_learner(config)
   optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
+  if config.runs > 1:
+    return jax.eval_shape(lambda: meta.init_states(learner, optimizer, _run_keys(config)))
   return jax.eval_shape(lambda: meta.init_state(learner, optimizer, jax.random.key(0)))
+
+
+def _run_keys(config) -> jax.Array:
+  """Run ``r`` of a multi-run config uses ``key(seed + r)``: the run a single config
+  with seed ``seed + r`` makes."""
+  return jax.vmap(jax.random.key)(config.seed + jnp.arange(config.runs))
 
 
 def _all_finite(tree) -> bool:
@@ -178,7 +189,7 @@ def _restore(mngr: ocp.CheckpointManager, step: int, config=None):
     raise WorkdirError(f"{where}: cannot restore this checkpoint ({type(e).__name__}: "
                        f"{detail})") from None
   if not isinstance(run, dict) or run.get("step") != step or (
-      state is not None and int(state.step) != step):
+      state is not None and int(np.max(jax.device_get(state.step))) != step):
     raise WorkdirError(f"{where}: inconsistent checkpoint (metadata {run!r:.80})")
   return run, state
 
@@ -243,38 +254,143 @@ def load_run(workdir: str, config=None, step: int | None = None):
   return config, state.params, step
 
 
+def _leaf_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def export_params(workdir: str, path: str, step: int | None = None) -> str:
+  """Stores a run's meta-parameters (no optimizer state) as ``path.npz`` + ``path.json``.
+
+  The pair is all `load_params_file` (and ``experiments/evaluate.py --params``)
+  needs to evaluate the network without its workdir: float32 arrays, and the
+  config, step and source of the run.
+  """
+  config, params, step = load_run(workdir, step=step)
+  flat = {_leaf_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  np.savez_compressed(path + ".npz", **flat)
+  _write_json(path + ".json", {"step": step, "source": os.path.abspath(workdir),
+                               "config": json.loads(config.to_json_best_effort())})
+  return path
+
+
+def load_params_file(path: str):
+  """``(config, params, step)`` of meta-parameters stored by `export_params`."""
+  try:
+    with open(path + ".json") as f:
+      info = json.load(f)
+    config = ml_collections.ConfigDict(_with_defaults(info["config"]))
+    config_lib.validate(config)
+    data = np.load(path + ".npz")
+    abstract = _abstract_state(config).params
+    leaves = []
+    for k, leaf in jax.tree_util.tree_leaves_with_path(abstract):
+      value = data[_leaf_name(k)]
+      if value.shape != leaf.shape:
+        raise ValueError(f"{_leaf_name(k)} has shape {value.shape}, expected {leaf.shape}")
+      leaves.append(jnp.asarray(value))
+  except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
+    raise WorkdirError(f"--params={path}: not stored meta-parameters ({type(e).__name__}: "
+                       f"{summary._one_line(e)})") from None  # pylint: disable=protected-access
+  return config, jax.tree.unflatten(jax.tree.structure(abstract), leaves), int(info["step"])
+
+
 def restore_params(workdir: str, config, step: int | None = None):
   """Meta-parameters of the latest (or given) checkpoint of a run: ``(params, step)``."""
   _, params, step = load_run(workdir, config, step)
   return params, step
 
 
-def _initial_params(config, learner):
-  params = learner.init_params(jax.random.key(config.seed))
+def _initial_state(config, learner, optimizer) -> meta.TrainState:
+  """Fresh meta-parameters (one set per run) and optimizer state, sweep rates applied."""
+  if config.runs == 1:
+    state = meta.init_state(learner, optimizer, jax.random.key(config.seed))
+  else:
+    state = meta.init_states(learner, optimizer, _run_keys(config))
   if config.init_ff_from:
+    state = state._replace(params=_ff_from(config, state.params))
+    state = state._replace(opt_state=optimizer.init(state.params) if config.runs == 1 else
+                           jax.vmap(optimizer.init)(state.params))
+  if config.sweep.lrs:
+    groups = [config.sweep.group]
+    if config.sweep.group == "alpha" and config.meta.lr.alpha_readout is None:
+      groups.append("alpha_readout")  # the readout shares alpha's rate
+    rates = jnp.asarray(config.sweep.lrs, jnp.float32)
+    if config.runs == 1:
+      rates = rates[0]
     try:
-      _, other, _ = load_run(config.init_ff_from)
-    except WorkdirError as e:
-      raise config_lib.ConfigError(f"config.init_ff_from={config.init_ff_from!r}: {e}") from None
-    shapes = jax.tree.map(jnp.shape, params["ff"]), jax.tree.map(jnp.shape, other["ff"])
-    if shapes[0] != shapes[1]:
+      state = state._replace(opt_state=meta.set_learning_rates(
+          state.opt_state, {g: rates for g in groups}))
+    except ValueError:
       raise config_lib.ConfigError(
-          f"config.init_ff_from={config.init_ff_from!r}: its network does not match this one")
-    params["ff"] = other["ff"]
-    logging.info("feed-forward initialisation from %s", config.init_ff_from)
-  return params
+          f"config.sweep.group={config.sweep.group!r}: that group is frozen "
+          f"(config.meta.lr.{config.sweep.group} is 0); expected a trained group") from None
+  return parallel.shard_runs(state) if config.runs > 1 else state
+
+
+def _ff_from(config, params):
+  """``params`` with the feed-forward weights of the run in ``config.init_ff_from`` (B.2)."""
+  try:
+    _, other, _ = load_run(config.init_ff_from)
+  except WorkdirError as e:
+    raise config_lib.ConfigError(f"config.init_ff_from={config.init_ff_from!r}: {e}") from None
+  mine = jax.tree.map(jnp.shape, params["ff"])
+  theirs = jax.tree.map(jnp.shape, other["ff"])
+  if config.runs > 1 and theirs == jax.tree.map(lambda s: s[1:], mine):
+    other_ff = jax.tree.map(lambda a, p: jnp.broadcast_to(a, p.shape), other["ff"], params["ff"])
+  elif theirs == mine:
+    other_ff = other["ff"]  # same number of runs: run r from run r
+  else:
+    raise config_lib.ConfigError(
+        f"config.init_ff_from={config.init_ff_from!r}: its network (or number of runs) does "
+        "not match this one")
+  logging.info("feed-forward initialisation from %s", config.init_ff_from)
+  return dict(params, ff=other_ff)
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_params(config, params, lifetimes: int | None = None) -> dict[str, Any]:
-  """Meta-test results of ``params`` under ``config.eval``."""
+def evaluate_params(config, params, lifetimes: int | None = None, *,
+                    validation: bool = False) -> dict[str, Any]:
+  """Meta-test results of ``params`` under ``config.eval``.
+
+  With ``config.runs > 1`` (``params`` with a leading run axis) every run is
+  evaluated on the same lifetimes; the headline metric is then the mean over
+  runs with the standard error *across runs* (the paper's convention: 2 or 5
+  independently meta-trained networks), and ``'runs'`` lists each run's own
+  results. With ``validation``, lifetimes come from `config.make_validation_task`
+  and ``eval.validation_seed`` instead of the meta-test classes.
+  """
+  if config.runs > 1:
+    per_run = [_evaluate_one(config, jax.tree.map(lambda a, r=r: a[r], params), lifetimes,
+                             validation) for r in range(config.runs)]
+    return _aggregate(per_run)
+  return _evaluate_one(config, params, lifetimes, validation)
+
+
+def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
+  key = jax.random.key(config.eval.validation_seed if validation else config.eval.seed)
+  lifetimes = lifetimes or config.eval.lifetimes
+  if config.procedure == "oml" and not validation:  # OML's evaluation rule (REFERENCE-OML 5)
+    return oml.evaluate_params(config, params, lifetimes)
   learner = config_lib.make_learner(config)
-  _, eval_task = config_lib.make_tasks(config)
-  return evaluate_lib.evaluate(
-      learner, eval_task, params, jax.random.key(config.eval.seed),
-      lifetimes=lifetimes or config.eval.lifetimes, batch=config.eval.batch)
+  task = (config_lib.make_validation_task(config) if validation
+          else config_lib.make_tasks(config)[1])
+  return evaluate_lib.evaluate(learner, task, params, key, lifetimes=lifetimes,
+                               batch=config.eval.batch)
+
+
+def _aggregate(per_run: list[dict]) -> dict[str, Any]:
+  """Mean and standard error across runs of each run's mean metric."""
+  out = {"runs": [{k: v for k, v in r.items() if k != "per_lifetime"} for r in per_run],
+         "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run)}
+  for name in ("mse", "accuracy", "error", "loss"):
+    if name in per_run[0]:
+      values = np.asarray([r[name] for r in per_run], np.float64)
+      out[name] = float(values.mean())
+      out[f"{name}_stderr"] = float(values.std(ddof=1) / np.sqrt(len(values)))
+  return out
 
 
 def _headline(result: dict) -> str:
@@ -300,20 +416,44 @@ def results_table(rows: list[tuple[str, dict]]) -> str:
 
 @dataclasses.dataclass
 class _Window:
-  """Sums over the finite meta-steps since the last train record (saved with checkpoints)."""
+  """Per-run sums over the finite meta-steps since the last train record (saved with checkpoints)."""
 
-  steps: int = 0
-  loss_sum: float = 0.0
-  grad_norm_sum: float = 0.0
+  steps: list
+  loss_sum: list
+  grad_norm_sum: list
+
+  @classmethod
+  def empty(cls, runs: int) -> "_Window":
+    return cls([0] * runs, [0.0] * runs, [0.0] * runs)
+
+  @classmethod
+  def restore(cls, saved: dict, runs: int) -> "_Window":
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else [v] * runs  # format 1
+    return cls(*(as_list(saved[k]) for k in ("steps", "loss_sum", "grad_norm_sum")))
 
   def add(self, metrics: dict) -> None:
-    self.steps += 1
-    self.loss_sum += float(metrics["loss"])
-    self.grad_norm_sum += float(metrics["grad_norm"])
+    """Adds the finite runs of one meta-step (metrics arrays of shape (runs,))."""
+    for r, ok in enumerate(metrics["finite"]):
+      if ok:
+        self.steps[r] += 1
+        self.loss_sum[r] += float(metrics["loss"][r])
+        self.grad_norm_sum[r] += float(metrics["grad_norm"][r])
 
-  def means(self) -> dict[str, float]:
-    n = self.steps or float("nan")
-    return {"loss": self.loss_sum / n, "grad_norm": self.grad_norm_sum / n}
+  def means(self) -> dict[str, Any]:
+    """Means over the window: scalars for one run, the mean over runs plus per-run lists."""
+    n = np.asarray(self.steps, np.float64)
+    n = np.where(n > 0, n, np.nan)
+    loss = np.asarray(self.loss_sum) / n
+    grad = np.asarray(self.grad_norm_sum) / n
+    if len(n) == 1:
+      return {"loss": float(loss[0]), "grad_norm": float(grad[0])}
+    with np.errstate(all="ignore"):
+      return {"loss": float(np.nanmean(loss)), "grad_norm": float(np.nanmean(grad)),
+              "loss_runs": loss.tolist(), "grad_norm_runs": grad.tolist()}
+
+
+def _scalars(result: dict) -> dict:
+  return {k: v for k, v in result.items() if k not in ("per_lifetime", "runs", "sweep")}
 
 
 def _run_metadata(config, step: int, window: _Window) -> dict:
@@ -327,9 +467,7 @@ def _open(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer)
   """``(state, window, start)``: the latest checkpoint's, or fresh ones (start None)."""
   start = mngr.latest_step()
   if start is None:
-    state = meta.init_state(learner, optimizer, jax.random.key(config.seed),
-                            _initial_params(config, learner))
-    return state, _Window(), None
+    return _initial_state(config, learner, optimizer), _Window.empty(config.runs), None
   run, _ = _restore(mngr, start)
   changed = changed_fields(run.get("config", {}), config)
   if changed:
@@ -339,13 +477,15 @@ def _open(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer)
         f"resume with the run's config (only {', '.join(RESUMABLE_FIELDS)} may change) or "
         "use a new --workdir")
   _, state = _restore(mngr, start, config)
+  if config.runs > 1:
+    state = parallel.shard_runs(state)
   if not _all_finite(state):
     raise WorkdirError(f"--workdir={workdir}: checkpoint {start} holds non-finite values")
   logging.info("resumed from step %d of %s", start, workdir)
   if start > config.meta.steps:
     logging.warning("the checkpoint's step %d is beyond config.meta.steps=%d: evaluating it",
                     start, config.meta.steps)
-  return state, _Window(**run["window"]), start
+  return state, _Window.restore(run["window"], config.runs), start
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
@@ -384,15 +524,25 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     start = start or 0
     if config.eval.at_start and start == 0:
       r = evaluate_params(config, state.params)
-      writer.write(0, "eval", {k: v for k, v in r.items() if k != "per_lifetime"})
+      writer.write(0, "eval", _scalars(r))
       results.append(("before meta-training (step 0)", r))
       logging.info("evaluation at step 0: %s", _headline(r))
     state = _train(config, workdir, train_task, learner, optimizer, mngr, writer, state,
                    window, start)
     mngr.wait_until_finished()
-    step = int(state.step)
+    step = int(np.max(jax.device_get(state.step)))
     final = evaluate_params(config, state.params)
-    writer.write(step, "eval", {k: v for k, v in final.items() if k != "per_lifetime"})
+    writer.write(step, "eval", _scalars(final))
+    if config.sweep.lrs:  # choose on validation lifetimes, never on the meta-test classes
+      val = evaluate_params(config, state.params, validation=True)
+      metric = "mse" if "mse" in val else "error"
+      scores = [r[metric] for r in val.get("runs", [val])]
+      best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan))) if np.any(
+          np.isfinite(scores)) else -1
+      final["sweep"] = {"group": config.sweep.group, "lrs": list(config.sweep.lrs),
+                        f"validation_{metric}": scores, "best_run": best,
+                        "best_lr": config.sweep.lrs[best] if best >= 0 else None}
+      writer.write(step, "sweep", {f"validation_{metric}_run{r}": v for r, v in enumerate(scores)})
   finally:
     mngr.close()
     if writer is not None:
@@ -407,10 +557,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
 def _train(config, workdir, task, learner, optimizer, mngr, writer, state, window, start):
   """The meta-training loop from step ``start``; returns the final state."""
-  meta_step = meta.make_meta_step(
-      learner, task, optimizer, meta_batch=config.meta.batch_size,
-      remat=config.meta.remat, chunk=config.meta.chunk or None)
-  base_key = jax.random.key(config.seed)
+  kwargs = dict(meta_batch=config.meta.batch_size, remat=config.meta.remat,
+                chunk=config.meta.chunk or None)
+  if config.procedure == "oml":  # OML's proxy task, row reset and clamp (REFERENCE-OML)
+    make = functools.partial(oml.make_meta_step, clamp=config.oml.clamp or None,
+                             reset_row=config.oml.reset_row)
+  else:
+    make = meta.make_meta_step
+  runs = config.runs
+  if runs == 1:
+    meta_step = make(learner, task, optimizer, **kwargs)
+  else:  # one vmapped program over the runs (sharded over devices by shard_runs)
+    meta_step = jax.jit(jax.vmap(make(learner, task, optimizer, jit=False, **kwargs),
+                                 in_axes=(0, 0, None)), donate_argnums=0)
+  keys = _run_keys(config) if runs > 1 else jax.random.key(config.seed)
+  failed = set()
   progress = summary.Progress("meta-step", start, config.meta.steps)
   step_times = []
 
@@ -425,39 +586,50 @@ def _train(config, workdir, task, learner, optimizer, mngr, writer, state, windo
 
   for step in range(start, config.meta.steps):
     t0 = time.perf_counter()
-    state, metrics = meta_step(state, jax.random.fold_in(base_key, step), task.data)
-    metrics = jax.device_get(metrics)
+    step_keys = (jax.vmap(jax.random.fold_in, (0, None))(keys, step) if runs > 1
+                 else jax.random.fold_in(keys, step))
+    state, metrics = meta_step(state, step_keys, task.data)
+    metrics = {k: np.reshape(v, (runs,)) for k, v in jax.device_get(metrics).items()}
     step_times.append(time.perf_counter() - t0)
     done = step + 1
     if step == start:
       progress.mark(done)  # after compilation
-    if metrics["finite"]:
-      window.add(metrics)
-    else:
-      logging.warning("meta-step %d: non-finite meta-loss or gradient (loss %s); skipped "
-                      "(%d in a row, %d in all)", done, metrics["loss"],
-                      metrics["nonfinite_in_row"], metrics["nonfinite_total"])
-      writer.write(done, "nonfinite", {"loss": metrics["loss"],
-                                       "in_row": metrics["nonfinite_in_row"],
-                                       "total": metrics["nonfinite_total"]})
-      if metrics["nonfinite_in_row"] >= config.meta.max_nonfinite:
-        raise NonFiniteError(
-            f"{int(metrics['nonfinite_in_row'])} meta-steps in a row (up to step {done}) had a "
-            f"non-finite loss or gradient (config.meta.max_nonfinite="
-            f"{config.meta.max_nonfinite}); stopped. {_last_good(mngr, workdir)}")
+    window.add(metrics)
+    for r in np.flatnonzero(~metrics["finite"].astype(bool)):
+      which = f"run {r}: " if runs > 1 else ""
+      logging.warning("meta-step %d: %snon-finite meta-loss or gradient (loss %s); skipped "
+                      "(%d in a row, %d in all)", done, which, metrics["loss"][r],
+                      metrics["nonfinite_in_row"][r], metrics["nonfinite_total"][r])
+      record = {"loss": metrics["loss"][r], "in_row": metrics["nonfinite_in_row"][r],
+                "total": metrics["nonfinite_total"][r]}
+      writer.write(done, "nonfinite", dict(record, run=int(r)) if runs > 1 else record)
+      if metrics["nonfinite_in_row"][r] >= config.meta.max_nonfinite and r not in failed:
+        failed.add(r)
+        if len(failed) == runs:
+          raise NonFiniteError(
+              f"{int(metrics['nonfinite_in_row'][r])} meta-steps in a row (up to step {done}) "
+              f"had a non-finite loss or gradient (config.meta.max_nonfinite="
+              f"{config.meta.max_nonfinite}){' in every run' if runs > 1 else ''}; stopped. "
+              f"{_last_good(mngr, workdir)}")
+        logging.warning("run %d: %d non-finite meta-steps in a row; it stays at its last good "
+                        "parameters (its steps are skipped) while the other runs go on", r,
+                        metrics["nonfinite_in_row"][r])
     if done % config.log_every == 0 or done == config.meta.steps:
       # The last step of a run off the log grid gets a record too; its window goes
       # on, so that a run extended from here records what an uninterrupted one does.
       means = window.means()
-      writer.write(done, "train", {**means, "skipped_total": metrics["nonfinite_total"],
+      skipped = (int(metrics["nonfinite_total"][0]) if runs == 1
+                 else metrics["nonfinite_total"].astype(int).tolist())
+      writer.write(done, "train", {**means, "skipped_total": skipped,
                                    "step_time_s": float(np.median(step_times))})
       progress.update(done, f"loss {means['loss']:.4g}")
       if done % config.log_every == 0:
-        window, step_times = _Window(), []
+        window, step_times = _Window.empty(runs), []
     if done % config.checkpoint_every == 0 or done == config.meta.steps:
       save(done)
-  if mngr.latest_step() != int(state.step):  # e.g. meta.steps = 0: keep the initial state
-    save(int(state.step))
+  final_step = int(np.max(jax.device_get(state.step)))
+  if mngr.latest_step() != final_step:  # e.g. meta.steps = 0: keep the initial state
+    save(final_step)
   return state
 
 

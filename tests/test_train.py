@@ -18,19 +18,19 @@ from flpjax import summary, train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def small_config(steps=1500):
-  """The quick-start config, shortened: 4 functions x 6 batches of 16, widths 48."""
+def small_config(steps=3000):
+  """The quick-start config (`experiments/configs/sine_quick.py`) with 40 test lifetimes."""
   c = config_lib.base_config()
-  c.net.widths = (48,) * 8
-  c.sine.n_functions = 4
-  c.sine.steps_per_function = 6
+  c.net.widths = (64,) * 8
+  c.sine.n_functions = 5
+  c.sine.steps_per_function = 8
   c.sine.batch_size = 16
-  c.sine.queries_per_function = 16
-  c.sine.pool_size = 100
+  c.sine.queries_per_function = 32
+  c.sine.pool_size = 200
   c.meta.steps = steps
   c.meta.lr.ff = 1e-3
   c.meta.lr.fb = 1e-3
-  c.meta.lr.alpha = 2e-6
+  c.meta.lr.alpha = 1e-6
   c.meta.lr.beta = 1e-3
   c.eval.lifetimes = 40
   c.checkpoint_every = 500

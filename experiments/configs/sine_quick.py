@@ -25,7 +25,7 @@ def get_config():
   c.meta.steps = 3000
   c.meta.lr.ff = 1e-3
   c.meta.lr.fb = 1e-3
-  c.meta.lr.alpha = 2e-6
+  c.meta.lr.alpha = 1e-6
   c.meta.lr.beta = 1e-3
   c.eval.lifetimes = 50
   c.eval.at_start = True

@@ -182,8 +182,28 @@ def make_tasks(config):
   kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
   train_images = datasets.load_split(name, train_split, **kwargs)
   test_images = datasets.load_split(name, test_split, **kwargs)
+  if f.validation_classes:
+    train_images = train_images[:-f.validation_classes]
   return (make_train_task(train_images, dataset=name, ways=f.ways, shots=f.shots,
                           queries=f.queries_per_class, order=config.order,
                           query_overlap=f.query_overlap),
           make_test_task(test_images, dataset=name, ways=f.ways, shots=f.shots,
                          support_pool=pool, order=config.order))
+
+
+def make_validation_task(config):
+  """Meta-test-protocol lifetimes on validation classes (see `config.make_validation_task`)."""
+  from flpjax import datasets  # pylint: disable=g-import-not-at-top
+  f = config.fewshot
+  name = config.task
+  train_split, _, val_split, pool = SPLITS[name]
+  kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
+  if val_split is not None:
+    images = datasets.load_split(name, val_split, **kwargs)
+  elif f.validation_classes:
+    images = datasets.load_split(name, train_split, **kwargs)[-f.validation_classes:]
+  else:
+    raise ValueError(f"{name} has no validation split: set config.fewshot.validation_classes "
+                     "to hold out meta-training classes")
+  return make_test_task(images, dataset=name, ways=f.ways, shots=f.shots, support_pool=pool,
+                        order=config.order)

@@ -1,0 +1,81 @@
+"""Several runs in one training job: seeds, sweeps, validation, OML through train.py."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from flpjax import config as config_lib
+from flpjax import train
+from test_train import small_config
+
+
+def _tiny(steps=6, **kw):
+  c = small_config(steps=steps)
+  c.eval.lifetimes = 4
+  c.checkpoint_every = 3
+  c.log_every = 3
+  for k, v in kw.items():
+    node = c
+    *parents, last = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def test_run_r_is_the_single_run_with_seed_plus_r(tmp_path):
+  multi = _tiny(runs=3)
+  result = train.train_and_evaluate(multi, str(tmp_path / "multi"))
+  single = _tiny(seed=2)
+  alone = train.train_and_evaluate(single, str(tmp_path / "single"))
+  params, _ = train.restore_params(str(tmp_path / "multi"), multi)
+  params1, _ = train.restore_params(str(tmp_path / "single"), single)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[2], b, rtol=2e-4, atol=1e-6), params, params1)
+  assert result["n_runs"] == 3 and len(result["runs"]) == 3
+  np.testing.assert_allclose(result["runs"][2]["mse"], alone["mse"], rtol=1e-3)
+  mses = [r["mse"] for r in result["runs"]]
+  np.testing.assert_allclose(result["mse"], np.mean(mses))
+  np.testing.assert_allclose(result["mse_stderr"], np.std(mses, ddof=1) / np.sqrt(3))
+  records = [json.loads(l) for l in open(tmp_path / "multi" / "metrics.jsonl")]
+  train_rec = [r for r in records if r["kind"] == "train"]
+  assert len(train_rec[-1]["loss_runs"]) == 3
+
+
+def test_sweep_picks_the_rate_on_validation_lifetimes(tmp_path):
+  c = _tiny(steps=4, runs=2, **{"sweep.lrs": (1e-6, 1e-3)})
+  result = train.train_and_evaluate(c, str(tmp_path / "sweep"))
+  sweep = result["sweep"]
+  assert sweep["lrs"] == [1e-6, 1e-3] and sweep["best_run"] in (0, 1)
+  assert sweep["best_lr"] == sweep["lrs"][sweep["best_run"]]
+  # validation lifetimes differ from the meta-test lifetimes (another seed)
+  assert sweep["validation_mse"] != [r["mse"] for r in result["runs"]]
+  params, _ = train.restore_params(str(tmp_path / "sweep"), c)
+  moved = [float(np.max(np.abs(params["alpha"]["6"][r]))) for r in range(2)]
+  assert moved[1] > 100 * moved[0]  # run 1 moved its plasticity at 1e-3, run 0 at 1e-6
+
+
+def test_sweep_needs_one_run_per_rate():
+  c = _tiny(**{"sweep.lrs": (1e-6, 1e-7)})
+  with pytest.raises(config_lib.ConfigError, match=r"config.runs=1: expected len\(sweep.lrs\) = 2"):
+    config_lib.validate(c)
+
+
+def test_runs_resume_exactly(tmp_path):
+  straight = _tiny(steps=6, runs=2)
+  train.train_and_evaluate(straight, str(tmp_path / "a"))
+  first = _tiny(steps=3, runs=2)
+  train.train_and_evaluate(first, str(tmp_path / "b"))
+  train.train_and_evaluate(straight, str(tmp_path / "b"))
+  a, _ = train.restore_params(str(tmp_path / "a"), straight)
+  b, _ = train.restore_params(str(tmp_path / "b"), straight)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_oml_procedure_through_train(tmp_path):
+  c = _tiny(steps=4, learner="gradient", procedure="oml", **{
+      "gradient.lr": 0.003, "meta.ff_milestones": (2,), "meta.lr.ff": 1e-3,
+      "oml.reset_row": False, "oml.clamp": 0.0})
+  result = train.train_and_evaluate(c, str(tmp_path / "oml"))
+  assert np.isfinite(result["mse"])
