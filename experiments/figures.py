@@ -87,28 +87,25 @@ class Run(NamedTuple):
   @property
   def label(self) -> str:
     name = os.path.basename(self.workdir.rstrip("/"))
+    if name == "final":  # experiments/reproduce.py's layout: <cell>/final
+      name = os.path.basename(os.path.dirname(self.workdir.rstrip("/")))
     return f"{self.kind} ({self.config.plastic_layers}) {name}"
 
 
 def load_run(workdir: str, learner: str) -> Run:
-  """Config and latest meta-parameters of a run.
+  """Config and latest meta-parameters of a run (run 0 of a multi-run job).
 
   Raises:
-    ConfigError, FileNotFoundError, train.WorkdirError: not a usable run of ``learner``.
+    ConfigError, train.WorkdirError: not a usable run of ``learner``.
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{workdir}: no config.json (not a train.py workdir)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  try:
-    config_lib.validate(config)
-  except (KeyError, AttributeError) as e:  # e.g. written by an older version of the library
-    raise config_lib.ConfigError(f"{path}: not a valid config ({str(e).strip()})") from None
+  config, params, step = train.load_run(workdir)
   if config.learner != learner:
     raise config_lib.ConfigError(
         f"{workdir}: config.learner={config.learner!r}, but it was passed as a {learner!r} run")
-  params, step = train.restore_params(workdir, config)
+  if config.runs > 1:  # several networks meta-trained together: analyse the first
+    params = jax.tree.map(lambda a: a[0], params)
+    config = config.copy_and_resolve_references()
+    config.runs, config.sweep.lrs = 1, ()
   return Run(workdir, config, config_lib.make_learner(config), params, step)
 
 

@@ -94,5 +94,5 @@ def test_figures_rejects_a_run_passed_as_the_wrong_learner(runs, tmp_path):
   assert proc.returncode == 2
   assert "config.learner='flp', but it was passed as a 'gradient' run" in proc.stderr
   proc = _figures(f"--flp_workdirs={tmp_path / 'missing'}", f"--output_dir={tmp_path}")
-  assert proc.returncode == 2 and "no config.json" in proc.stderr
+  assert proc.returncode == 2 and "missing: no such directory" in proc.stderr
   assert not os.listdir(tmp_path)
