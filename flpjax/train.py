@@ -181,8 +181,14 @@ def _restore(mngr: ocp.CheckpointManager, step: int, config=None):
     run = mngr.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore())).run
     state = None
     if config is not None:
+      # Restore onto this process's first device, whatever device wrote the checkpoint
+      # (a run trained on a GPU resumes or is evaluated on a CPU).
+      device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+      target = jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+          if hasattr(x, "shape") else x, _abstract_state(config))
       state = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(_abstract_state(config)))).state
+          state=ocp.args.StandardRestore(target))).state
   except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore: unreadable files
     detail = summary._one_line(e).split(" [tensorstore_spec")[0]  # pylint: disable=protected-access
     detail = detail if len(detail) < 300 else detail[:300] + "..."
@@ -266,6 +272,8 @@ def export_params(workdir: str, path: str, step: int | None = None) -> str:
   config, step and source of the run.
   """
   config, params, step = load_run(workdir, step=step)
+  config = config.copy_and_resolve_references()
+  config.fewshot.data_dir = ""  # where the data was is not part of the network
   flat = {_leaf_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   np.savez_compressed(path + ".npz", **flat)

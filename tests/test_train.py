@@ -87,3 +87,19 @@ def test_quickstart_binary_and_evaluate(tmp_path):
   proc = _run(["experiments/evaluate.py", f"--workdir={tmp_path}", "--lifetimes=2"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert json.load(open(tmp_path / "eval_3.json"))["lifetimes"] == 2
+
+
+def test_stored_meta_parameters_evaluate_without_the_workdir(tmp_path):
+  c = small_config(steps=3)
+  c.eval.lifetimes = 3
+  train.train_and_evaluate(c, str(tmp_path / "run"))
+  path = train.export_params(str(tmp_path / "run"), str(tmp_path / "stored" / "net"))
+  config, params, step = train.load_params_file(path)
+  want, _ = train.restore_params(str(tmp_path / "run"), c)
+  jax.tree.map(np.testing.assert_array_equal, params, want)
+  assert step == 3 and config.plastic_layers == c.plastic_layers
+  proc = _run(["experiments/evaluate.py", f"--params={path}", "--lifetimes=2"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert json.load(open(path + "_eval_3.json"))["lifetimes"] == 2
+  proc = _run(["experiments/evaluate.py", f"--params={tmp_path / 'nothing'}"])
+  assert proc.returncode == 2 and "not stored meta-parameters" in proc.stderr
