@@ -69,6 +69,10 @@ def base_config() -> ml_collections.ConfigDict:
       lr=0.003, learn_lr=False, second_order=False, reset_readout=False,
   ))
   c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
+  # Section 7.1: workdir of a feature-reuse FLP run whose feed-forward initialisation
+  # (and readout plasticity/feedback) this run starts from, with more plastic layers;
+  # meta.lr.ff must be 0 so that the feed-forward initialisation stays frozen.
+  c.extend_from = ""
 
   # The meta-training procedure: 'standard' (FLP's episodes, every row but one) or
   # 'oml' (the original OML procedure, flpjax/oml.py, REFERENCE-OML.md; needs
@@ -210,6 +214,16 @@ def validate(config) -> None:
   _check_int(config, "log_every", 1)
   if not isinstance(config.init_ff_from, str):
     _fail("init_ff_from", config.init_ff_from, "a workdir path or ''")
+  if not isinstance(config.extend_from, str):
+    _fail("extend_from", config.extend_from, "a workdir path or ''")
+  if config.extend_from:
+    if config.init_ff_from:
+      _fail("extend_from", config.extend_from, "'' when config.init_ff_from is set (one source)")
+    if config.meta.lr.ff != 0:
+      _fail("meta.lr.ff", config.meta.lr.ff, "0 with config.extend_from (section 7.1: the "
+            "feed-forward initialisation stays frozen)")
+    if config.learner != "flp":
+      _fail("learner", config.learner, "'flp' with config.extend_from")
   milestones = config.meta.ff_milestones
   if (not isinstance(milestones, (tuple, list))
       or any(isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1

@@ -315,8 +315,11 @@ def _initial_state(config, learner, optimizer) -> meta.TrainState:
     state = meta.init_state(learner, optimizer, jax.random.key(config.seed))
   else:
     state = meta.init_states(learner, optimizer, _run_keys(config))
-  if config.init_ff_from:
-    state = state._replace(params=_ff_from(config, state.params))
+  if config.extend_from:
+    state = state._replace(params=_extended_from(config, learner, state.params))
+  if config.init_ff_from or config.extend_from:
+    if config.init_ff_from:
+      state = state._replace(params=_ff_from(config, state.params))
     state = state._replace(opt_state=optimizer.init(state.params) if config.runs == 1 else
                            jax.vmap(optimizer.init)(state.params))
   if config.sweep.lrs:
@@ -334,6 +337,32 @@ def _initial_state(config, learner, optimizer) -> meta.TrainState:
           f"config.sweep.group={config.sweep.group!r}: that group is frozen "
           f"(config.meta.lr.{config.sweep.group} is 0); expected a trained group") from None
   return parallel.shard_runs(state) if config.runs > 1 else state
+
+
+def _extended_from(config, learner, params):
+  """Section 7.1: ``params`` built from a feature-reuse run (`analysis.extend_plasticity`)."""
+  from flpjax import analysis  # pylint: disable=g-import-not-at-top
+  try:
+    source_config, source, _ = load_run(config.extend_from)
+  except WorkdirError as e:
+    raise config_lib.ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
+  lrs = config_lib.meta_lrs(config)
+  runs = config.runs
+  try:
+    if source_config.runs == runs > 1:  # run r from run r
+      out = [analysis.extend_plasticity(learner, jax.tree.map(lambda a, r=r: a[r], source),
+                                        jax.random.key(config.seed + r), lrs)[0]
+             for r in range(runs)]
+      return jax.tree.map(lambda *a: jnp.stack(a), *out)
+    if source_config.runs > 1:  # one source network: its run 0
+      source = jax.tree.map(lambda a: a[0], source)
+    out = analysis.extend_plasticity(learner, source, jax.random.key(config.seed), lrs)[0]
+  except ValueError as e:
+    raise config_lib.ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
+  logging.info("section 7.1: starting from the feature-reuse run %s", config.extend_from)
+  if runs > 1:
+    return jax.tree.map(lambda a, p: jnp.broadcast_to(a, p.shape), out, params)
+  return out
 
 
 def _ff_from(config, params):

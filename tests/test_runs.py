@@ -79,3 +79,19 @@ def test_oml_procedure_through_train(tmp_path):
       "oml.reset_row": False, "oml.clamp": 0.0})
   result = train.train_and_evaluate(c, str(tmp_path / "oml"))
   assert np.isfinite(result["mse"])
+
+
+def test_section_71_extends_a_feature_reuse_run_with_ff_frozen(tmp_path):
+  reuse = _tiny(steps=3, plastic_layers=1)
+  train.train_and_evaluate(reuse, str(tmp_path / "reuse"))
+  source, _ = train.restore_params(str(tmp_path / "reuse"), reuse)
+  ext = _tiny(steps=3, plastic_layers=3, extend_from=str(tmp_path / "reuse"),
+              **{"meta.lr.ff": 0.0, "flp.init_alpha": 1e-6})
+  train.train_and_evaluate(ext, str(tmp_path / "ext"))
+  params, _ = train.restore_params(str(tmp_path / "ext"), ext)
+  jax.tree.map(np.testing.assert_array_equal, params["ff"], source["ff"])
+  np.testing.assert_array_equal(params["fb"]["8"]["B"] != source["fb"]["8"]["B"], True)
+  assert set(params["alpha"]) == {"6", "7", "8"}
+  bad = _tiny(steps=1, plastic_layers=3, extend_from=str(tmp_path / "reuse"))
+  with pytest.raises(config_lib.ConfigError, match="config.meta.lr.ff=0.001: expected 0 with"):
+    config_lib.validate(bad)
