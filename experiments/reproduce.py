@@ -88,7 +88,7 @@ REDUCED = {
 # Plasticity meta-learning rates swept per network (B.1: orders of magnitude).
 SWEEPS = {
     ("sine", "flp", "paper"): (1e-6, 1e-7, 1e-8, 1e-9),        # Table 3
-    ("sine", "flp", "reduced"): (1e-6, 3e-7, 1e-7),
+    ("sine", "flp", "reduced"): (1e-5, 1e-6, 1e-7),
     ("sine", "gradient", "paper"): (1e-5, 1e-6, 1e-7),
     ("sine", "gradient", "reduced"): (1e-5, 1e-6, 1e-7),
     ("fewshot", "flp", "paper"): (1e-2, 1e-3, 1e-4, 1e-5),      # Table 4 (penultimate)
@@ -109,6 +109,9 @@ _ROOT = flags.DEFINE_string("workdir_root", os.path.join(REPO, "workdirs", "repr
 _RESULTS = flags.DEFINE_string("results_dir", os.path.join(REPO, "results"), "Results directory.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Only regenerate RESULTS.md.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Data directory (config.fewshot.data_dir).")
+_PARAMS = flags.DEFINE_string(
+    "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
+    "(train.export_params, e.g. trained on a GPU) instead of training.")
 
 
 def load_config(name: str):
@@ -237,6 +240,32 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
   return record
 
 
+def cell_from_params(table: str, row: str, column: str, path: str, scale: str,
+                     data_dir: str = "") -> dict:
+  """A cell's record from meta-parameters stored by `train.export_params` (no training)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flpjax import train  # pylint: disable=g-import-not-at-top
+  config, params, step = train.load_params_file(path)
+  if data_dir:
+    config.fewshot.data_dir = data_dir
+  info = _json(path + ".json", {})
+  t0 = time.time()
+  result = train.evaluate_params(config, params)
+  metric = "mse" if "mse" in result else "error"
+  target = load_config(config_name(table, row, column)).meta.steps
+  note = f"meta-parameters from {os.path.relpath(path, REPO)}"
+  if step < target:
+    note += f"; partial: {step} of {target} meta-steps"
+  return {"table": table, "row": row, "column": column, "config": config_name(table, row, column),
+          "scale": scale, "reduced": {}, "seeds": 1, "status": "done", "metric": metric,
+          "meta_steps": step, "device": info.get("device", "see the note"),
+          "evaluated_on": jax.devices()[0].device_kind, "cpu_or_gpu": _device_name(),
+          "eval_wall_s": round(time.time() - t0, 1), "lifetimes": result["lifetimes"],
+          "mean": result[metric], "stderr": result[f"{metric}_stderr"],
+          "per_seed": [result[metric]], "stderr_over": "lifetimes", "note": note,
+          "source": info.get("source")}
+
+
 def _device_name() -> str:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import bench  # pylint: disable=g-import-not-at-top
@@ -327,8 +356,10 @@ def write_results_md(results_dir: str) -> str:
             ours.append(f"not run at {scale} scale: {r.get('reason', '?').split(':')[0]}")
             continue
           m = r["metric"]
+          seeds = len(r["per_seed"])
           ours.append(f"{_fmt(r['mean'], m)} ({_fmt(r['stderr'], m)}) [{scale}, "
-                      f"{len(r['per_seed'])} seeds, {r['meta_steps']} steps, {r['device']}]")
+                      f"{seeds} seed{'s' if seeds > 1 else ''}, {r['meta_steps']} steps, "
+                      f"{r['device']}{'; se over lifetimes' if seeds == 1 else ''}]")
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
@@ -372,6 +403,15 @@ def main(argv):
     sys.exit(f"error: --seeds={seeds}: expected an integer >= 1")
   sweep = _SWEEP.value == "on" or (_SWEEP.value == "auto" and _SCALE.value == "reduced")
   path = os.path.join(_RESULTS.value, f"table{table}", f"{row}.json")
+  if _PARAMS.value:
+    if len(columns) != 1:
+      sys.exit("error: --params fills one cell: give exactly one --columns entry")
+    record = cell_from_params(table, row, columns[0], _PARAMS.value, _SCALE.value, _DATA_DIR.value)
+    data = _json(path, {})
+    data.setdefault(_SCALE.value, {})[columns[0]] = record
+    _write(path, data)
+    print(write_results_md(_RESULTS.value))
+    return
   for column in columns:
     record = run_cell(table, row, column, scale=_SCALE.value, seeds=seeds, sweep=sweep,
                       root=_ROOT.value, data_dir=_DATA_DIR.value)

@@ -142,6 +142,23 @@ def make_loss(
   return loss
 
 
+#: Largest gradient entry Adam can take: its square must stay finite in float32.
+MAX_GRADIENT = 1e18
+
+
+def guard(loss: jax.Array, grads: Params) -> Params:
+  """Gradients that `optax.apply_if_finite` will skip when the step cannot be applied.
+
+  A non-finite loss with finite gradients must not update either, nor may a
+  finite gradient so large (a lifetime that nearly diverged) that its square
+  overflows Adam's second-moment estimate (which would then stay infinite):
+  in both cases every gradient becomes NaN, so the step is skipped and counted.
+  """
+  big = jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]).max()
+  ok = jnp.isfinite(loss) & (big < MAX_GRADIENT)
+  return jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
+
+
 def make_meta_step(
     learner: Learner,
     task: Task,
@@ -162,8 +179,7 @@ def make_meta_step(
 
   def meta_step(state: TrainState, key: jax.Array, data: Any):
     value, grads = jax.value_and_grad(loss)(state.params, key, data)
-    # A non-finite loss with finite gradients must not update either.
-    grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(value), g, jnp.nan), grads)
+    grads = guard(value, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {

@@ -314,7 +314,7 @@ def make_meta_step(
       for i, k in enumerate(jax.random.split(jax.random.fold_in(key, 1), meta_batch)):
         params = reset_readout_row(params, learner.readout, classes[i], k)
     value, grads = jax.value_and_grad(loss)(params)
-    grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(value), g, jnp.nan), grads)
+    grads = meta.guard(value, grads)
     grad_norm = jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))
     if clamp is not None:
       grads = jax.tree.map(lambda g: jnp.clip(g, -clamp, clamp), grads)

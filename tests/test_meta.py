@@ -205,3 +205,12 @@ def test_schedule_as_a_group_rate():
     updates, state = opt.update(grads, state, params)
     sizes.append(float(updates["ff"][0]["w"][0, 0]))
   np.testing.assert_allclose(sizes, [-1e-2, -1e-2, -3e-3, -3e-3], rtol=1e-4)
+
+
+def test_gradients_that_would_overflow_adam_are_skipped():
+  grads = {"a": jnp.array([1.0, 2e18]), "b": jnp.ones(2)}
+  guarded = meta.guard(jnp.asarray(0.5), grads)
+  assert np.all(np.isnan(np.asarray(guarded["a"]))) and np.all(np.isnan(np.asarray(guarded["b"])))
+  fine = meta.guard(jnp.asarray(0.5), {"a": jnp.array([1.0, 1e17])})
+  np.testing.assert_array_equal(fine["a"], np.float32([1.0, 1e17]))
+  assert np.all(np.isnan(np.asarray(meta.guard(jnp.asarray(np.inf), {"a": jnp.ones(1)})["a"])))
