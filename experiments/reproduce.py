@@ -109,6 +109,9 @@ _ROOT = flags.DEFINE_string("workdir_root", os.path.join(REPO, "workdirs", "repr
 _RESULTS = flags.DEFINE_string("results_dir", os.path.join(REPO, "results"), "Results directory.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Only regenerate RESULTS.md.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Data directory (config.fewshot.data_dir).")
+_SECTION71 = flags.DEFINE_bool(
+    "section71", False, "Run section 7.1 (FLP (3) continual from the feature-reuse (1) continual "
+    "cell's networks, feed-forward frozen) at --scale, after those cells exist.")
 _PARAMS = flags.DEFINE_string(
     "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
     "(train.export_params, e.g. trained on a GPU) instead of training.")
@@ -240,6 +243,36 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
   return record
 
 
+def section71(scale: str, root: str, results_dir: str) -> dict:
+  """Section 7.1 from the stored feature-reuse continual cell; writes results/section71.json."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flpjax import train  # pylint: disable=g-import-not-at-top
+  source = os.path.join(root, "table1", scale, "reuse1_continual", "final")
+  flp3 = _json(os.path.join(results_dir, "table1", "flp3.json"), {}).get(scale, {}).get("continual")
+  reuse = _json(os.path.join(results_dir, "table1", "reuse1.json"), {}).get(scale, {}).get("continual")
+  if not (os.path.isdir(source) and flp3 and reuse):
+    sys.exit(f"error: run the feature reuse (1) and FLP (3) continual cells at {scale} scale first")
+  config, changes = scaled(load_config("sine_section71_continual"), scale)
+  config.meta.lr.ff = 0.0
+  config.extend_from = source
+  config.runs = len(reuse["per_seed"])
+  if flp3.get("chosen_plasticity_lr"):
+    config.meta.lr.alpha = flp3["chosen_plasticity_lr"]
+  t0 = time.time()
+  result = train.train_and_evaluate(config, os.path.join(root, "table1", scale, "section71"))
+  record = {"scale": scale, "reduced": {k: list(v) if isinstance(v, tuple) else v
+                                        for k, v in changes.items() if k != "meta.lr.ff"},
+            "meta_steps": int(result["step"]), "seeds": config.runs,
+            "plasticity_lr": config.meta.lr.alpha, "device": _device_name(),
+            "wall_s": round(time.time() - t0, 1),
+            "extended": {"mean": result["mse"], "stderr": result["mse_stderr"],
+                         "per_seed": [r["mse"] for r in result.get("runs", [result])]},
+            "feature_reuse": {k: reuse[k] for k in ("mean", "stderr", "per_seed")},
+            "flp3": {k: flp3[k] for k in ("mean", "stderr", "per_seed")}}
+  _write(os.path.join(results_dir, "section71.json"), record)
+  return record
+
+
 def cell_from_params(table: str, row: str, column: str, path: str, scale: str,
                      data_dir: str = "") -> dict:
   """A cell's record from meta-parameters stored by `train.export_params` (no training)."""
@@ -357,15 +390,30 @@ def write_results_md(results_dir: str) -> str:
             continue
           m = r["metric"]
           seeds = len(r["per_seed"])
+          device = r["cpu_or_gpu"] if r["device"] == "cpu" else r["device"]
           ours.append(f"{_fmt(r['mean'], m)} ({_fmt(r['stderr'], m)}) [{scale}, "
                       f"{seeds} seed{'s' if seeds > 1 else ''}, {r['meta_steps']} steps, "
-                      f"{r['device']}{'; se over lifetimes' if seeds == 1 else ''}]")
+                      f"{device}{'; se over lifetimes' if seeds == 1 else ''}]"
+                      + (f" ({r['note']})" if r.get("note") else ""))
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
+  s71 = _json(os.path.join(results_dir, "section71.json"))
   claims = _claims(results)
   if claims:
     out += ["## The paper's qualitative claims, as measured here", ""] + claims + [""]
+  if s71:
+    f = lambda d: f"{d['mean']:.3g} ({d['stderr']:.2g})"
+    out += ["## Section 7.1: feature-reuse initialisation, then FLP", "",
+            f"Continual sine, {s71['scale']} scale, {s71['seeds']} networks, "
+            f"{s71['meta_steps']} more meta-steps (`python experiments/reproduce.py --section71`): "
+            f"FLP (3) started from the feature-reuse networks with their feed-forward "
+            f"initialisation frozen reaches MSE {f(s71['extended'])}, against {f(s71['feature_reuse'])} "
+            f"for feature reuse (1) and {f(s71['flp3'])} for FLP (3) meta-trained from scratch. "
+            "The paper reports that this procedure does not improve on feature reuse; here it "
+            + ("does not" if s71["extended"]["mean"] >= s71["feature_reuse"]["mean"] else "does")
+            + ", and it " + ("stays above" if s71["extended"]["mean"] > s71["flp3"]["mean"]
+                             else "matches or beats") + " FLP (3) from scratch.", ""]
   out += ["## What reduced means", "",
           "Reduced-scale cells change these config fields (the rest is the paper's row):", ""]
   for fam, changes in REDUCED.items():
@@ -387,6 +435,10 @@ def main(argv):
   from flpjax import summary  # pylint: disable=g-import-not-at-top
   summary.quiet_libraries()
   if _TABLES_ONLY.value:
+    print(write_results_md(_RESULTS.value))
+    return
+  if _SECTION71.value:
+    section71(_SCALE.value, _ROOT.value, _RESULTS.value)
     print(write_results_md(_RESULTS.value))
     return
   table, row = _TABLE.value, _ROW.value
