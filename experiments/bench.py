@@ -65,17 +65,10 @@ def device_name() -> str:
 
 
 def _load_config(name: str, overrides: dict):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(name, os.path.join(_CONFIGS, name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_file(os.path.join(_CONFIGS, name))
   for path, value in overrides.items():
-    node = config
-    *parents, last = path.split(".")
-    for p in parents:
-      node = node[p]
-    node[last] = value
+    config_lib.set_field(config, path, value)
   return config
 
 

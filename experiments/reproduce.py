@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import glob
-import importlib.util
 import json
 import os
 import sys
@@ -118,21 +117,8 @@ _PARAMS = flags.DEFINE_string(
 
 
 def load_config(name: str):
-  path = os.path.join(REPO, "experiments", "configs", name + ".py")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no config {path}")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def _set(config, path, value):
-  node = config
-  *parents, last = path.split(".")
-  for p in parents:
-    node = node[p]
-  node[last] = value
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_file(os.path.join(REPO, "experiments", "configs", name + ".py"))
 
 
 def family(config) -> str:
@@ -150,8 +136,9 @@ def scaled(config, scale: str) -> tuple[object, dict]:
       changes.update(REDUCED["fewshot_flp"])
     if config.task != "sine" and config.procedure == "oml":
       changes.update(REDUCED["oml_fewshot"])
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   for path, value in changes.items():
-    _set(config, path, value)
+    config_lib.set_field(config, path, value)
   return config, changes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, Iterable
 
 import ml_collections
@@ -121,6 +122,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.log_every = 10
   return c
+
+
+def load_file(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of an experiment config file (``experiments/configs/*.py``)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or not os.path.exists(path):
+    raise ConfigError(f"{path}: no such config file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def set_field(config, path: str, value: Any) -> None:
+  """Sets the field ``'a.b.c'`` of ``config`` (as ``--config.a.b.c=value`` would)."""
+  node = config
+  *parents, last = path.split(".")
+  for p in parents:
+    node = node[p]
+  node[last] = value
 
 
 def _field(config, path: str) -> Any:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flpjax import config as config_lib
 from flpjax import meta, summary, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,11 +54,7 @@ def tiny_config(**changes):
   c.meta.steps, c.checkpoint_every, c.log_every = 12, 4, 3
   c.eval.lifetimes = 2
   for path, value in changes.items():
-    node = c
-    *parents, last = path.split("__")
-    for p in parents:
-      node = node[p]
-    node[last] = value
+    config_lib.set_field(c, path.replace("__", "."), value)
   return c
 
 

@@ -17,11 +17,7 @@ def _tiny(steps=6, **kw):
   c.checkpoint_every = 3
   c.log_every = 3
   for k, v in kw.items():
-    node = c
-    *parents, last = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[last] = v
+    config_lib.set_field(c, k, v)
   return c
 
 
