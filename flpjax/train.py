@@ -371,9 +371,12 @@ def _ff_from(config, params):
     _, other, _ = load_run(config.init_ff_from)
   except WorkdirError as e:
     raise config_lib.ConfigError(f"config.init_ff_from={config.init_ff_from!r}: {e}") from None
-  mine = jax.tree.map(jnp.shape, params["ff"])
-  theirs = jax.tree.map(jnp.shape, other["ff"])
-  if config.runs > 1 and theirs == jax.tree.map(lambda s: s[1:], mine):
+  same_tree = jax.tree.structure(params["ff"]) == jax.tree.structure(other["ff"])
+  mine = [p.shape for p in jax.tree.leaves(params["ff"])]
+  theirs = [a.shape for a in jax.tree.leaves(other["ff"])]
+  if not same_tree:
+    mine = None
+  if config.runs > 1 and mine is not None and theirs == [s[1:] for s in mine]:
     other_ff = jax.tree.map(lambda a, p: jnp.broadcast_to(a, p.shape), other["ff"], params["ff"])
   elif theirs == mine:
     other_ff = other["ff"]  # same number of runs: run r from run r

@@ -91,3 +91,19 @@ def test_section_71_extends_a_feature_reuse_run_with_ff_frozen(tmp_path):
   bad = _tiny(steps=1, plastic_layers=3, extend_from=str(tmp_path / "reuse"))
   with pytest.raises(config_lib.ConfigError, match="config.meta.lr.ff=0.001: expected 0 with"):
     config_lib.validate(bad)
+
+
+def test_init_ff_from_with_several_runs(tmp_path):
+  source = _tiny(steps=1, runs=2)
+  train.train_and_evaluate(source, str(tmp_path / "flp"))
+  flp, _ = train.restore_params(str(tmp_path / "flp"), source)
+  single = _tiny(steps=1)
+  train.train_and_evaluate(single, str(tmp_path / "one"))
+  one, _ = train.restore_params(str(tmp_path / "one"), single)
+  for src, want in ((tmp_path / "flp", lambda r: jax.tree.map(lambda a: a[r], flp["ff"])),
+                    (tmp_path / "one", lambda r: one["ff"])):
+    g = _tiny(steps=0, runs=2, learner="gradient", init_ff_from=str(src))
+    train.train_and_evaluate(g, str(tmp_path / f"grad_{src.name}"))
+    params, _ = train.restore_params(str(tmp_path / f"grad_{src.name}"), g)
+    for r in range(2):
+      jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[r], params["ff"]), want(r))
