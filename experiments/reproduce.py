@@ -87,7 +87,7 @@ REDUCED = {
 # Plasticity meta-learning rates swept per network (B.1: orders of magnitude).
 SWEEPS = {
     ("sine", "flp", "paper"): (1e-6, 1e-7, 1e-8, 1e-9),        # Table 3
-    ("sine", "flp", "reduced"): (1e-5, 1e-6, 1e-7),
+    ("sine", "flp", "reduced"): (1e-6, 3e-7, 1e-7),
     ("sine", "gradient", "paper"): (1e-5, 1e-6, 1e-7),
     ("sine", "gradient", "reduced"): (1e-5, 1e-6, 1e-7),
     ("fewshot", "flp", "paper"): (1e-2, 1e-3, 1e-4, 1e-5),      # Table 4 (penultimate)
@@ -226,6 +226,7 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
       "per_seed": [r[metric] for r in runs],
       "stderr_over": "seeds" if len(runs) > 1 else "lifetimes",
       "chosen_plasticity_lr": chosen,
+      "nonfinite_lifetimes": result.get("nonfinite_lifetimes", 0),
   })
   return record
 
@@ -381,7 +382,9 @@ def write_results_md(results_dir: str) -> str:
           ours.append(f"{_fmt(r['mean'], m)} ({_fmt(r['stderr'], m)}) [{scale}, "
                       f"{seeds} seed{'s' if seeds > 1 else ''}, {r['meta_steps']} steps, "
                       f"{device}{'; se over lifetimes' if seeds == 1 else ''}]"
-                      + (f" ({r['note']})" if r.get("note") else ""))
+                      + (f" ({r['note']})" if r.get("note") else "")
+                      + (f" ({r['nonfinite_lifetimes']} of {r['lifetimes'] * seeds} lifetimes "
+                         "diverged)" if r.get("nonfinite_lifetimes") else ""))
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")

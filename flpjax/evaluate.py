@@ -34,14 +34,25 @@ def make_lifetime_metrics(learner: Learner, task: Task):
 
 
 def summarize(values: dict[str, np.ndarray]) -> dict[str, Any]:
-  """Mean, standard error (std with ddof 1 over sqrt n) and n of every metric."""
+  """Mean, standard error (std with ddof 1 over sqrt n) and n of every metric.
+
+  A lifetime whose metric is not finite (its fast weights diverged) makes the
+  mean NaN, as it should; ``nonfinite_lifetimes`` counts them and, when there
+  are some, ``<metric>_finite_mean`` is the mean over the others.
+  """
   out = {}
+  bad = 0
   for name, v in values.items():
     v = np.asarray(v, np.float64)
     n = v.shape[0]
     out[name] = float(v.mean())
     out[f"{name}_stderr"] = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    finite = np.isfinite(v)
+    bad = max(bad, int(n - finite.sum()))
+    if not finite.all() and finite.any():
+      out[f"{name}_finite_mean"] = float(v[finite].mean())
   out["lifetimes"] = int(next(iter(values.values())).shape[0])
+  out["nonfinite_lifetimes"] = bad
   return out
 
 

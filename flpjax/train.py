@@ -424,7 +424,8 @@ def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
 def _aggregate(per_run: list[dict]) -> dict[str, Any]:
   """Mean and standard error across runs of each run's mean metric."""
   out = {"runs": [{k: v for k, v in r.items() if k != "per_lifetime"} for r in per_run],
-         "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run)}
+         "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run),
+         "nonfinite_lifetimes": sum(r.get("nonfinite_lifetimes", 0) for r in per_run)}
   for name in ("mse", "accuracy", "error", "loss"):
     if name in per_run[0]:
       values = np.asarray([r[name] for r in per_run], np.float64)
