@@ -146,6 +146,35 @@ def cell_result_path(results_dir, table, row, column):
   return os.path.join(results_dir, f"table{table}", f"{row}_{column}.json")
 
 
+def summarize_result(result: dict) -> dict:
+  """A cell's numbers from `train.train_and_evaluate`'s result.
+
+  The mean and standard error are over the independently meta-trained
+  networks (seeds). A network whose meta-training diverged (every one of its
+  test lifetimes non-finite) is counted in ``diverged_networks`` and left out
+  of the mean, which is then over the others; with one network left, the
+  standard error is over its lifetimes.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  metric = "mse" if "mse" in result else "error"
+  runs = result.get("runs", [result])
+  values = np.asarray([r[metric] for r in runs], np.float64)
+  ok = np.isfinite(values)
+  out = {"status": "done", "metric": metric, "meta_steps": int(result["step"]),
+         "lifetimes": result["lifetimes"], "per_seed": values.tolist(),
+         "diverged_networks": int((~ok).sum()),
+         "nonfinite_lifetimes": int(sum(r.get("nonfinite_lifetimes", 0) for r in runs))}
+  if ok.sum() >= 2:
+    out.update(mean=float(values[ok].mean()),
+               stderr=float(values[ok].std(ddof=1) / np.sqrt(ok.sum())), stderr_over="seeds")
+  elif ok.sum() == 1:
+    r = runs[int(np.flatnonzero(ok)[0])]
+    out.update(mean=float(r[metric]), stderr=r.get(f"{metric}_stderr"), stderr_over="lifetimes")
+  else:
+    out.update(mean=float("nan"), stderr=None, stderr_over="seeds")
+  return out
+
+
 def sweep_group(config) -> str:
   """The plasticity group swept: the readout's alone when only the readout is plastic."""
   if config.plastic_layers == 1 and config.meta.lr.alpha_readout is not None:
@@ -216,18 +245,9 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
     return record
   clock["wall_s"] += time.time() - t0
   _write(os.path.join(cell_dir, "wall.json"), clock)
-  metric = "mse" if "mse" in result else "error"
-  runs = result.get("runs", [result])
-  record.update({
-      "status": "done", "metric": metric, "meta_steps": int(result["step"]),
-      "device": jax.devices()[0].device_kind, "cpu_or_gpu": _device_name(),
-      "wall_s": round(clock["wall_s"], 1), "lifetimes": result["lifetimes"],
-      "mean": result[metric], "stderr": result.get(f"{metric}_stderr"),
-      "per_seed": [r[metric] for r in runs],
-      "stderr_over": "seeds" if len(runs) > 1 else "lifetimes",
-      "chosen_plasticity_lr": chosen,
-      "nonfinite_lifetimes": result.get("nonfinite_lifetimes", 0),
-  })
+  record.update(summarize_result(result))
+  record.update({"device": jax.devices()[0].device_kind, "cpu_or_gpu": _device_name(),
+                 "wall_s": round(clock["wall_s"], 1), "chosen_plasticity_lr": chosen})
   return record
 
 
@@ -337,13 +357,15 @@ def _claims(results) -> list[str]:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if not (ra and rb and ra.get("status") == "done" and rb.get("status") == "done"):
         continue
-      holds = ra["mean"] < rb["mean"]
       gap = rb["mean"] - ra["mean"]
       se = ((ra["stderr"] or 0) ** 2 + (rb["stderr"] or 0) ** 2) ** 0.5
+      if se > 0 and abs(gap) < 2 * se:
+        verdict = "not resolved: the two are within 2 standard errors"
+      else:
+        verdict = "holds" if gap > 0 else "does not hold"
       m = ra["metric"]
       lines.append(
-          f"* {scale} scale: {text}: **{'holds' if holds else 'does not hold'}** "
-          f"({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
+          f"* {scale} scale: {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
           + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
   return lines
 
@@ -383,8 +405,10 @@ def write_results_md(results_dir: str) -> str:
                       f"{seeds} seed{'s' if seeds > 1 else ''}, {r['meta_steps']} steps, "
                       f"{device}{'; se over lifetimes' if seeds == 1 else ''}]"
                       + (f" ({r['note']})" if r.get("note") else "")
-                      + (f" ({r['nonfinite_lifetimes']} of {r['lifetimes'] * seeds} lifetimes "
-                         "diverged)" if r.get("nonfinite_lifetimes") else ""))
+                      + (f" ({r['diverged_networks']} of {seeds} networks diverged in "
+                         "meta-training; mean over the others)" if r.get("diverged_networks")
+                         else (f" ({r['nonfinite_lifetimes']} test lifetimes diverged)"
+                               if r.get("nonfinite_lifetimes") else "")))
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
