@@ -111,6 +111,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "", "Data directory (config.fewshot.
 _SECTION71 = flags.DEFINE_bool(
     "section71", False, "Run section 7.1 (FLP (3) continual from the feature-reuse (1) continual "
     "cell's networks, feed-forward frozen) at --scale, after those cells exist.")
+_EVAL_BATCH = flags.DEFINE_integer(
+    "eval_batch", None, "Lifetimes evaluated together (config.eval.batch; lower it on a CPU "
+    "for meta-parameters stored with a GPU-sized batch).", lower_bound=1)
 _PARAMS = flags.DEFINE_string(
     "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
     "(train.export_params, e.g. trained on a GPU) instead of training.")
@@ -142,34 +145,41 @@ def scaled(config, scale: str) -> tuple[object, dict]:
   return config, changes
 
 
-def cell_result_path(results_dir, table, row, column):
-  return os.path.join(results_dir, f"table{table}", f"{row}_{column}.json")
-
-
 def summarize_result(result: dict) -> dict:
   """A cell's numbers from `train.train_and_evaluate`'s result.
 
   The mean and standard error are over the independently meta-trained
-  networks (seeds). A network whose meta-training diverged (every one of its
-  test lifetimes non-finite) is counted in ``diverged_networks`` and left out
-  of the mean, which is then over the others; with one network left, the
-  standard error is over its lifetimes.
+  networks (seeds). A network none of whose test lifetimes stays finite (its
+  meta-training diverged) is counted in ``diverged_networks`` and left out of
+  the mean, which is then over the others (with one network left, the standard
+  error is over its lifetimes). A network with only some diverged test
+  lifetimes enters with its mean over the finite ones; ``nonfinite_lifetimes``
+  counts those lifetimes.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   metric = "mse" if "mse" in result else "error"
   runs = result.get("runs", [result])
-  values = np.asarray([r[metric] for r in runs], np.float64)
+  values, diverged, bad = [], 0, 0
+  for r in runs:
+    n_bad = r.get("nonfinite_lifetimes", 0)
+    if n_bad >= r["lifetimes"] or not np.isfinite(r.get(f"{metric}_finite_mean", r[metric])):
+      diverged += 1
+      values.append(float("nan"))
+    else:
+      bad += n_bad
+      values.append(float(r.get(f"{metric}_finite_mean", r[metric]) if n_bad else r[metric]))
+  values = np.asarray(values, np.float64)
   ok = np.isfinite(values)
   out = {"status": "done", "metric": metric, "meta_steps": int(result["step"]),
          "lifetimes": result["lifetimes"], "per_seed": values.tolist(),
-         "diverged_networks": int((~ok).sum()),
-         "nonfinite_lifetimes": int(sum(r.get("nonfinite_lifetimes", 0) for r in runs))}
+         "diverged_networks": diverged, "nonfinite_lifetimes": bad}
   if ok.sum() >= 2:
     out.update(mean=float(values[ok].mean()),
                stderr=float(values[ok].std(ddof=1) / np.sqrt(ok.sum())), stderr_over="seeds")
   elif ok.sum() == 1:
     r = runs[int(np.flatnonzero(ok)[0])]
-    out.update(mean=float(r[metric]), stderr=r.get(f"{metric}_stderr"), stderr_over="lifetimes")
+    out.update(mean=float(values[ok][0]), stderr=r.get(f"{metric}_stderr"),
+               stderr_over="lifetimes")
   else:
     out.update(mean=float("nan"), stderr=None, stderr_over="seeds")
   return out
@@ -273,10 +283,8 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
             "meta_steps": int(result["step"]), "seeds": config.runs,
             "plasticity_lr": config.meta.lr.alpha, "device": _device_name(),
             "wall_s": round(time.time() - t0, 1),
-            "extended": {"mean": result["mse"], "stderr": result["mse_stderr"],
-                         "per_seed": [r["mse"] for r in result.get("runs", [result])]},
-            "feature_reuse": {k: reuse[k] for k in ("mean", "stderr", "per_seed")},
-            "flp3": {k: flp3[k] for k in ("mean", "stderr", "per_seed")}}
+            "extended": summarize_result(result),
+            "feature_reuse": reuse, "flp3": flp3}
   _write(os.path.join(results_dir, "section71.json"), record)
   return record
 
@@ -289,6 +297,8 @@ def cell_from_params(table: str, row: str, column: str, path: str, scale: str,
   config, params, step = train.load_params_file(path)
   if data_dir:
     config.fewshot.data_dir = data_dir
+  if _EVAL_BATCH.value:
+    config.eval.batch = _EVAL_BATCH.value
   info = _json(path + ".json", {})
   t0 = time.time()
   result = train.evaluate_params(config, params)
@@ -340,6 +350,18 @@ def load_results(results_dir: str) -> dict:
   return out
 
 
+def _compare(ra: dict, rb: dict) -> tuple[str, float, float]:
+  """Whether ``ra``'s mean is below ``rb``'s by at least 2 standard errors.
+
+  Returns the verdict, the gap ``rb - ra`` and the standard error of the gap.
+  """
+  gap = rb["mean"] - ra["mean"]
+  se = ((ra.get("stderr") or 0) ** 2 + (rb.get("stderr") or 0) ** 2) ** 0.5
+  if se > 0 and abs(gap) < 2 * se:
+    return "not resolved: the two are within 2 standard errors", gap, se
+  return ("holds" if gap > 0 else "does not hold"), gap, se
+
+
 def _claims(results) -> list[str]:
   lines = []
   checks = [
@@ -357,12 +379,7 @@ def _claims(results) -> list[str]:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if not (ra and rb and ra.get("status") == "done" and rb.get("status") == "done"):
         continue
-      gap = rb["mean"] - ra["mean"]
-      se = ((ra["stderr"] or 0) ** 2 + (rb["stderr"] or 0) ** 2) ** 0.5
-      if se > 0 and abs(gap) < 2 * se:
-        verdict = "not resolved: the two are within 2 standard errors"
-      else:
-        verdict = "holds" if gap > 0 else "does not hold"
+      verdict, gap, se = _compare(ra, rb)
       m = ra["metric"]
       lines.append(
           f"* {scale} scale: {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
@@ -407,8 +424,9 @@ def write_results_md(results_dir: str) -> str:
                       + (f" ({r['note']})" if r.get("note") else "")
                       + (f" ({r['diverged_networks']} of {seeds} networks diverged in "
                          "meta-training; mean over the others)" if r.get("diverged_networks")
-                         else (f" ({r['nonfinite_lifetimes']} test lifetimes diverged)"
-                               if r.get("nonfinite_lifetimes") else "")))
+                         else "")
+                      + (f" ({r['nonfinite_lifetimes']} test lifetimes diverged; left out)"
+                         if r.get("nonfinite_lifetimes") else ""))
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
@@ -417,17 +435,22 @@ def write_results_md(results_dir: str) -> str:
   if claims:
     out += ["## The paper's qualitative claims, as measured here", ""] + claims + [""]
   if s71:
-    f = lambda d: f"{d['mean']:.3g} ({d['stderr']:.2g})"
+    def f(d):
+      text = f"{d['mean']:.3g} ({d['stderr']:.2g})"
+      if d.get("diverged_networks"):
+        text += f", {d['diverged_networks']} of {len(d['per_seed'])} networks diverged"
+      return text
+
     out += ["## Section 7.1: feature-reuse initialisation, then FLP", "",
             f"Continual sine, {s71['scale']} scale, {s71['seeds']} networks, "
             f"{s71['meta_steps']} more meta-steps (`python experiments/reproduce.py --section71`): "
             f"FLP (3) started from the feature-reuse networks with their feed-forward "
             f"initialisation frozen reaches MSE {f(s71['extended'])}, against {f(s71['feature_reuse'])} "
             f"for feature reuse (1) and {f(s71['flp3'])} for FLP (3) meta-trained from scratch. "
-            "The paper reports that this procedure does not improve on feature reuse; here it "
-            + ("does not" if s71["extended"]["mean"] >= s71["feature_reuse"]["mean"] else "does")
-            + ", and it " + ("stays above" if s71["extended"]["mean"] > s71["flp3"]["mean"]
-                             else "matches or beats") + " FLP (3) from scratch.", ""]
+            "The paper reports that this procedure does not improve on feature reuse. Here, "
+            "below feature reuse: **" + _compare(s71["extended"], s71["feature_reuse"])[0]
+            + "**; FLP (3) from scratch below it: **"
+            + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
   out += ["## What reduced means", "",
           "Reduced-scale cells change these config fields (the rest is the paper's row):", ""]
   for fam, changes in REDUCED.items():

@@ -1,0 +1,104 @@
+"""experiments/reproduce.py: cell bookkeeping, divergence accounting, RESULTS.md."""
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+  spec = importlib.util.spec_from_file_location(
+      "flpjax_reproduce_under_test", os.path.join(REPO, "experiments", "reproduce.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _run(mse, lifetimes=10, nonfinite=0, finite_mean=None, stderr=0.1):
+  r = {"mse": mse, "mse_stderr": stderr, "lifetimes": lifetimes, "nonfinite_lifetimes": nonfinite}
+  if finite_mean is not None:
+    r["mse_finite_mean"] = finite_mean
+  return r
+
+
+def test_every_cell_has_a_loadable_config_at_both_scales(reproduce):
+  for table, rows in reproduce.PAPER.items():
+    for row, columns in rows.items():
+      assert set(columns) == set(reproduce.COLUMNS[table])
+      for column in columns:
+        name = reproduce.config_name(table, row, column)
+        for scale in ("paper", "reduced"):
+          config, changes = reproduce.scaled(reproduce.load_config(name), scale)
+          assert (changes == {}) == (scale == "paper"), name
+          for path, value in changes.items():
+            node = config
+            for key in path.split("."):
+              node = node[key]
+            assert (tuple(node) if isinstance(value, tuple) else node) == value, (name, path)
+
+
+def test_summary_mean_and_stderr_over_seeds(reproduce):
+  out = reproduce.summarize_result({"step": 7, "lifetimes": 10, "mse": 2.0,
+                                    "runs": [_run(1.0), _run(3.0)]})
+  assert out["mean"] == pytest.approx(2.0)
+  assert out["stderr"] == pytest.approx(math.sqrt(2.0) / math.sqrt(2.0))
+  assert out["stderr_over"] == "seeds"
+  assert out["meta_steps"] == 7 and out["metric"] == "mse"
+  assert out["diverged_networks"] == 0 and out["nonfinite_lifetimes"] == 0
+
+
+def test_summary_leaves_out_diverged_networks_and_lifetimes(reproduce):
+  nan = float("nan")
+  runs = [_run(1.0),
+          _run(nan, nonfinite=3, finite_mean=2.0),            # some lifetimes diverged
+          _run(nan, nonfinite=10, finite_mean=nan)]           # the network diverged
+  out = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs})
+  assert out["diverged_networks"] == 1
+  assert out["nonfinite_lifetimes"] == 3
+  assert out["mean"] == pytest.approx(1.5)
+  assert out["stderr"] == pytest.approx(0.5)
+  assert out["per_seed"][:2] == [1.0, 2.0] and math.isnan(out["per_seed"][2])
+
+
+def test_summary_with_one_network_left_uses_its_lifetime_stderr(reproduce):
+  nan = float("nan")
+  runs = [_run(nan, nonfinite=10, finite_mean=nan), _run(0.5, stderr=0.25)]
+  out = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs})
+  assert out["mean"] == 0.5 and out["stderr"] == 0.25 and out["stderr_over"] == "lifetimes"
+  everything = reproduce.summarize_result(
+      {"step": 1, "lifetimes": 10, "mse": nan, "runs": runs[:1]})
+  assert math.isnan(everything["mean"]) and everything["diverged_networks"] == 1
+
+
+def test_claims_need_two_standard_errors(reproduce):
+  low, high = {"mean": 1.0, "stderr": 0.1}, {"mean": 2.0, "stderr": 0.1}
+  assert reproduce._compare(low, high)[0] == "holds"
+  assert reproduce._compare(high, low)[0] == "does not hold"
+  close = {"mean": 1.2, "stderr": 0.1}
+  assert reproduce._compare(low, close)[0].startswith("not resolved")
+  verdict, gap, se = reproduce._compare(low, {"mean": 3.0, "stderr": None})
+  assert (verdict, gap, se) == ("holds", 2.0, pytest.approx(0.1))
+
+
+def test_results_md_fills_cells_and_checks_claims(reproduce, tmp_path):
+  def cell(row, column, mean, stderr):
+    return {"table": "1", "row": row, "column": column, "scale": "reduced", "status": "done",
+            "metric": "mse", "mean": mean, "stderr": stderr, "seeds": 2, "meta_steps": 40,
+            "device": "cpu", "cpu_or_gpu": "test cpu", "per_seed": [mean, mean]}
+
+  os.makedirs(tmp_path / "table1")
+  for row, mean in (("flp3", 0.01), ("reuse1", 1.0)):
+    with open(tmp_path / "table1" / f"{row}.json", "w") as f:
+      json.dump({"reduced": {"continual": cell(row, "continual", mean, 0.01)}}, f)
+  path = reproduce.write_results_md(str(tmp_path))
+  text = open(path).read()
+  assert "FLP (3) below feature reuse (1) on continual sine: **holds**" in text
+  flp3_line = next(l for l in text.splitlines() if l.startswith("| FLP (3) |"))
+  assert "0.01 (0.01) [reduced, 2 seeds, 40 steps" in flp3_line
+  assert "not yet run" in flp3_line  # the i.i.d. cell
+  assert "| Gradient-based (2) | 3.2 (0.1) | not yet run |" in text
