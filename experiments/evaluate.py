@@ -2,14 +2,16 @@ r"""Evaluates the meta-parameters of a run on fresh lifetimes.
 
   python experiments/evaluate.py --workdir=workdirs/sine_flp3_iid
   python experiments/evaluate.py --params=results/params/omniglot_flp2 --output=/tmp/e.json
+  python experiments/evaluate.py --workdir=workdirs/omniglot_flp2 --export=results/params/omniglot_flp2
 
 Reads the run's ``config.json`` (or ``--config``), restores its latest
 checkpoint (or ``--step``), evaluates ``config.eval.lifetimes`` lifetimes (or
 ``--lifetimes``), prints a table and writes ``<workdir>/eval_<step>.json``
 (or ``--output``). ``--params`` evaluates meta-parameters stored with
 ``train.export_params`` (``<path>.npz`` + ``<path>.json``, e.g. under
-``results/params/``) without their workdir. Exit status 2 on bad input, with
-one ``error:`` line.
+``results/params/``) without their workdir; ``--workdir ... --export=<path>``
+writes that pair from a run (its latest checkpoint or ``--step``) and evaluates
+nothing. Exit status 2 on bad input, with one ``error:`` line.
 """
 
 import json
@@ -29,7 +31,10 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest
 _LIFETIMES = flags.DEFINE_integer("lifetimes", None, "Number of lifetimes (default: config).",
                                   lower_bound=1)
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the JSON results.")
+_EXPORT = flags.DEFINE_string(
+    "export", None, "Only store the run's meta-parameters as <export>.npz + <export>.json.")
 flags.mark_flags_as_mutual_exclusive(["workdir", "params"], required=True)
+flags.mark_flags_as_mutual_exclusive(["export", "params"])
 
 
 def _check_writable(path):
@@ -48,6 +53,16 @@ def main(argv):
   del argv
   summary.quiet_libraries()
   try:
+    if _EXPORT.value:
+      try:
+        os.makedirs(os.path.dirname(os.path.abspath(_EXPORT.value)), exist_ok=True)
+      except OSError as e:
+        raise train.WorkdirError(f"--export={_EXPORT.value}: cannot create its directory "
+                                 f"({e.strerror})") from None
+      _check_writable(_EXPORT.value + ".json")
+      path = train.export_params(_WORKDIR.value, _EXPORT.value, _STEP.value)
+      print(f"wrote {path}.npz and {path}.json")
+      return
     if _PARAMS.value:
       config, params, step = train.load_params_file(_PARAMS.value)
       if _CONFIG.value is not None:

@@ -1,7 +1,6 @@
 """The original OML procedure (flpjax/oml.py, REFERENCE-OML.md): proxy task, row reset,
 clamp, schedule, the Adam evaluation learner and its learning-rate search, configs."""
 
-import importlib.util
 import math
 import os
 
@@ -25,11 +24,7 @@ needs_omniglot = pytest.mark.skipif(
 
 
 def load_config(name):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(REPO, "experiments", "configs", name + ".py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.load_file(os.path.join(REPO, "experiments", "configs", name + ".py"))
 
 
 def _labelled_images(classes=24, per_class=20, size=4):

@@ -87,6 +87,17 @@ def test_quickstart_binary_and_evaluate(tmp_path):
   proc = _run(["experiments/evaluate.py", f"--workdir={tmp_path}", "--lifetimes=2"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert json.load(open(tmp_path / "eval_3.json"))["lifetimes"] == 2
+  stored = tmp_path / "stored" / "quick"
+  proc = _run(["experiments/evaluate.py", f"--workdir={tmp_path}", f"--export={stored}"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  proc = _run(["experiments/evaluate.py", f"--params={stored}", "--lifetimes=2",
+               f"--output={tmp_path / 'stored.json'}"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  # The same network and the same evaluation lifetimes: the same numbers.
+  assert (json.load(open(tmp_path / "stored.json"))["mse"]
+          == json.load(open(tmp_path / "eval_3.json"))["mse"])
+  proc = _run(["experiments/evaluate.py", f"--workdir={tmp_path / 'absent'}", "--export=/tmp/x"])
+  assert proc.returncode == 2 and "error:" in proc.stderr
 
 
 def test_stored_meta_parameters_evaluate_without_the_workdir(tmp_path):

@@ -20,31 +20,12 @@ picks on the support images). ``--config.oml.eval_rule=sgd``: FLP's gradient
 evaluation instead.
 """
 
+import os
+
 from flpjax import config as config_lib
 
 
 def get_config():
-  c = config_lib.base_config()
-  c.task = "omniglot"
+  c = config_lib.load_file(os.path.join(os.path.dirname(__file__), "oml_omniglot.py"))
   c.order = "continual"
-  c.procedure = "oml"
-  c.seed = 10000
-  c.learner = "gradient"
-  c.plastic_layers = 2
-  c.gradient.lr = 0.03
-  c.net.channels = 256
-  c.net.hidden = 1024
-  c.net.readout = 1000
-  c.meta.steps = 40000
-  c.meta.lr.ff = 1e-4
-  c.oml.steps = 10
-  c.oml.remember = 10
-  c.oml.trajectory_classes = (481, 963)
-  c.oml.remember_classes = (0, 481)
-  c.oml.reset_row = True
-  c.oml.clamp = 5.0
-  c.oml.eval_rule = "adam"
-  c.eval.lifetimes = 500
-  c.eval.seed = 222
-  c.eval.batch = 25
   return c

@@ -3,31 +3,17 @@ r"""Table 2 row: Gradient-based (2), Omniglot (continual) (online 5-way 5-shot, 
   python experiments/train.py --config=experiments/configs/omniglot_continual_grad2.py \
       --workdir=workdirs/omniglot_continual_grad2
 
-Data: ``--config.fewshot.data_dir=<dir>`` (default ``../shared/data``; see README).
-Paper scale: 40,000 meta-steps of one 25-step lifetime (meta-batch 1), tested
-on 500 lifetimes of unseen classes (5 support images per class from the first
-15 of each class, queries = the remaining 5; REFERENCE.md 6).
-Network: 6 convs of 128 channels, dense 128, readout 1000 (REFERENCE.md 1.4).
-Gradient-based: inner SGD (cross-entropy) on the two dense layers' weights
-and biases with a learned rate per parameter (initialised at 0.03,
-meta-learning rate 1e-4), first-order meta-gradient. The reference's
-per-episode readout reset is off (``--config.gradient.reset_readout=True``).
+``omniglot_grad2.py`` with the classes in order (all of one class's images,
+then the next class's; REFERENCE.md 6); everything else, including the
+meta-learning rates, as there.
 """
+
+import os
 
 from flpjax import config as config_lib
 
 
 def get_config():
-  c = config_lib.base_config()
-  c.task = "omniglot"
+  c = config_lib.load_file(os.path.join(os.path.dirname(__file__), "omniglot_grad2.py"))
   c.order = "continual"
-  c.plastic_layers = 2
-  c.meta.steps = 40000
-  c.eval.lifetimes = 500
-  c.eval.seed = 222
-  c.eval.batch = 25
-  c.learner = "gradient"
-  c.gradient.lr = 0.03
-  c.gradient.learn_lr = True
-  c.meta.lr.alpha = 1e-4
   return c

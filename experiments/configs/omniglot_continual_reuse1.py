@@ -3,31 +3,17 @@ r"""Table 2 row: Feature reuse (1), Omniglot (continual) (online 5-way 5-shot, o
   python experiments/train.py --config=experiments/configs/omniglot_continual_reuse1.py \
       --workdir=workdirs/omniglot_continual_reuse1
 
-Data: ``--config.fewshot.data_dir=<dir>`` (default ``../shared/data``; see README).
-Paper scale: 40,000 meta-steps of one 25-step lifetime (meta-batch 1), tested
-on 500 lifetimes of unseen classes (5 support images per class from the first
-15 of each class, queries = the remaining 5; REFERENCE.md 6).
-Network: 6 convs of 128 channels, dense 128, readout 1000 (REFERENCE.md 1.4).
-Feature reuse: only the clamped readout is plastic (Oja), with the readout
-plasticity meta-learning rate of the FLP (2) row (1e-5).
+``omniglot_reuse1.py`` with the classes in order (all of one class's images,
+then the next class's; REFERENCE.md 6); everything else, including the
+meta-learning rates, as there.
 """
+
+import os
 
 from flpjax import config as config_lib
 
 
 def get_config():
-  c = config_lib.base_config()
-  c.task = "omniglot"
+  c = config_lib.load_file(os.path.join(os.path.dirname(__file__), "omniglot_reuse1.py"))
   c.order = "continual"
-  c.plastic_layers = 1
-  c.meta.steps = 40000
-  c.eval.lifetimes = 500
-  c.eval.seed = 222
-  c.eval.batch = 25
-  c.flp.signal = "target"
-  c.flp.clamp_readout = True
-  c.flp.init_beta = 1.0
-  c.meta.lr.beta = 0.0  # beta clamped at 1 (Table 4)
-  c.meta.lr.alpha = 1e-3
-  c.meta.lr.alpha_readout = 1e-5
   return c
