@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -51,19 +50,6 @@ _PRECISION = flags.DEFINE_string("matmul_precision", "highest",
 _ONE = flags.DEFINE_string("one", None, "Internal: run this single case in this process.")
 
 
-def device_name() -> str:
-  import jax  # pylint: disable=g-import-not-at-top
-  d = jax.devices()[0]
-  if d.platform != "cpu":
-    return d.device_kind
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    model = platform.processor() or "cpu"
-  return f"{model} ({os.cpu_count()} cores)"
-
-
 def _load_config(name: str, overrides: dict):
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.load_file(os.path.join(_CONFIGS, name))
@@ -94,6 +80,7 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax import meta  # pylint: disable=g-import-not-at-top
+  from flpjax import summary  # pylint: disable=g-import-not-at-top
 
   config = _load_config(*CASES[case])
   config.matmul_precision = precision
@@ -124,7 +111,7 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
     times.append(time.perf_counter() - t)
   out = {
       "case": case,
-      "device": device_name(),
+      "device": summary.device_name(),
       "s_per_step_median": float(np.median(times)),
       "s_per_step_min": float(np.min(times)),
       "s_per_step_max": float(np.max(times)),

@@ -20,7 +20,6 @@ over the networks) and regenerates ``results/RESULTS.md``.
 
 from __future__ import annotations
 
-import datetime
 import glob
 import json
 import os
@@ -28,6 +27,8 @@ import sys
 import time
 
 from absl import app, flags, logging
+
+from flpjax import summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -200,14 +201,6 @@ def _json(path, default=None):
     return default
 
 
-def _write(path, value):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(tmp, path)
-
-
 def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep: bool,
              root: str, data_dir: str = "") -> dict:
   """Trains (or resumes) and evaluates one cell; returns its result record."""
@@ -254,16 +247,15 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
     record.update({"status": "not run", "reason": str(e).splitlines()[0]})
     return record
   clock["wall_s"] += time.time() - t0
-  _write(os.path.join(cell_dir, "wall.json"), clock)
+  summary.write_json(os.path.join(cell_dir, "wall.json"), clock)
   record.update(summarize_result(result))
-  record.update({"device": jax.devices()[0].device_kind, "cpu_or_gpu": _device_name(),
+  record.update({"device": jax.devices()[0].device_kind, "cpu_or_gpu": summary.device_name(),
                  "wall_s": round(clock["wall_s"], 1), "chosen_plasticity_lr": chosen})
   return record
 
 
 def section71(scale: str, root: str, results_dir: str) -> dict:
   """Section 7.1 from the stored feature-reuse continual cell; writes results/section71.json."""
-  import jax  # pylint: disable=g-import-not-at-top
   from flpjax import train  # pylint: disable=g-import-not-at-top
   source = os.path.join(root, "table1", scale, "reuse1_continual", "final")
   flp3 = _json(os.path.join(results_dir, "table1", "flp3.json"), {}).get(scale, {}).get("continual")
@@ -281,11 +273,11 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
   record = {"scale": scale, "reduced": {k: list(v) if isinstance(v, tuple) else v
                                         for k, v in changes.items() if k != "meta.lr.ff"},
             "meta_steps": int(result["step"]), "seeds": config.runs,
-            "plasticity_lr": config.meta.lr.alpha, "device": _device_name(),
+            "plasticity_lr": config.meta.lr.alpha, "device": summary.device_name(),
             "wall_s": round(time.time() - t0, 1),
             "extended": summarize_result(result),
             "feature_reuse": reuse, "flp3": flp3}
-  _write(os.path.join(results_dir, "section71.json"), record)
+  summary.write_json(os.path.join(results_dir, "section71.json"), record)
   return record
 
 
@@ -310,17 +302,11 @@ def cell_from_params(table: str, row: str, column: str, path: str, scale: str,
   return {"table": table, "row": row, "column": column, "config": config_name(table, row, column),
           "scale": scale, "reduced": {}, "seeds": 1, "status": "done", "metric": metric,
           "meta_steps": step, "device": info.get("device", "see the note"),
-          "evaluated_on": jax.devices()[0].device_kind, "cpu_or_gpu": _device_name(),
+          "evaluated_on": jax.devices()[0].device_kind, "cpu_or_gpu": summary.device_name(),
           "eval_wall_s": round(time.time() - t0, 1), "lifetimes": result["lifetimes"],
           "mean": result[metric], "stderr": result[f"{metric}_stderr"],
           "per_seed": [result[metric]], "stderr_over": "lifetimes", "note": note,
           "source": info.get("source")}
-
-
-def _device_name() -> str:
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import bench  # pylint: disable=g-import-not-at-top
-  return bench.device_name()
 
 
 # ----------------------------------------------------------------------------- RESULTS.md
@@ -469,7 +455,6 @@ def write_results_md(results_dir: str) -> str:
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
-  from flpjax import summary  # pylint: disable=g-import-not-at-top
   summary.quiet_libraries()
   if _TABLES_ONLY.value:
     print(write_results_md(_RESULTS.value))
@@ -498,7 +483,7 @@ def main(argv):
     record = cell_from_params(table, row, columns[0], _PARAMS.value, _SCALE.value, _DATA_DIR.value)
     data = _json(path, {})
     data.setdefault(_SCALE.value, {})[columns[0]] = record
-    _write(path, data)
+    summary.write_json(path, data)
     print(write_results_md(_RESULTS.value))
     return
   for column in columns:
@@ -506,7 +491,7 @@ def main(argv):
                       root=_ROOT.value, data_dir=_DATA_DIR.value)
     data = _json(path, {})
     data.setdefault(_SCALE.value, {})[column] = record
-    _write(path, data)
+    summary.write_json(path, data)
     logging.info("%s %s %s: %s", table, row, column, record.get("mean", record.get("reason")))
   print(write_results_md(_RESULTS.value))
 

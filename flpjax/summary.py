@@ -10,6 +10,8 @@
 * `parse_flags_or_exit` and `exit_with_error` turn bad command lines and bad
   inputs into one ``error: ...`` line on stderr and exit status 2.
 * `plot_curves` draws the learning curves of one or more workdirs to a PNG.
+* `write_json` writes a results file atomically; `device_name` names the
+  machine for results and benchmarks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging as logging_std
 import math
 import os
+import platform
 import sys
 import time
 from typing import Any, Mapping, NoReturn, Sequence
@@ -124,6 +127,32 @@ class MetricWriter:
 
 
 # ----------------------------------------------------------------------------- console
+
+
+def write_json(path: str, value: Any) -> None:
+  """Writes ``value`` (JSON-able, or a JSON string) to ``path`` atomically.
+
+  Creates the parent directory; a killed process leaves the old file.
+  """
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(value if isinstance(value, str) else json.dumps(value, indent=1))
+  os.replace(tmp, path)
+
+
+def device_name() -> str:
+  """The accelerator's name, or the CPU's model and core count on a CPU."""
+  import jax  # pylint: disable=g-import-not-at-top
+  d = jax.devices()[0]
+  if d.platform != "cpu":
+    return d.device_kind
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    model = platform.processor() or "cpu"
+  return f"{model} ({os.cpu_count()} cores)"
 
 
 class _DropLibraryChatter(logging_std.Filter):

@@ -95,14 +95,6 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
-def _write_json(path: str, value: Any) -> None:
-  """Writes ``value`` to ``path`` atomically (a killed process leaves the old file)."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(value if isinstance(value, str) else json.dumps(value, indent=1))
-  os.replace(tmp, path)
-
-
 def _with_defaults(saved: dict) -> dict:
   """A saved config over today's defaults: fields added since then take their defaults."""
 
@@ -277,7 +269,7 @@ def export_params(workdir: str, path: str, step: int | None = None) -> str:
   flat = {_leaf_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   np.savez_compressed(path + ".npz", **flat)
-  _write_json(path + ".json", {"step": step, "source": os.path.abspath(workdir),
+  summary.write_json(path + ".json", {"step": step, "source": os.path.abspath(workdir),
                                "config": json.loads(config.to_json_best_effort())})
   return path
 
@@ -560,7 +552,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   try:
     state, window, start = _open(mngr, config, workdir, learner, optimizer)
     train_task, _ = config_lib.make_tasks(config)
-    _write_json(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    summary.write_json(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     writer = summary.MetricWriter(workdir, resume_step=start)
     start = start or 0
     if config.eval.at_start and start == 0:
@@ -589,7 +581,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if writer is not None:
       writer.close()
   final.update({"step": step, "device": jax.devices()[0].device_kind})
-  _write_json(os.path.join(workdir, "eval.json"), final)
+  summary.write_json(os.path.join(workdir, "eval.json"), final)
   results.append((f"after {step} meta-steps", final))
   logging.info("evaluation at step %d: %s", step, _headline(final))
   print(results_table(results), flush=True)

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from flpjax import config as config_lib
-from flpjax import datasets, evaluate, learners, lifetime, meta, nets, oml
+from flpjax import datasets, learners, lifetime, meta, nets, oml
 from flpjax.tasks import fewshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
