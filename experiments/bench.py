@@ -91,10 +91,10 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
     task, _ = _synthetic_tasks(config)
   else:
     task, _ = config_lib.make_tasks(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
-  state = meta.init_state(learner, optimizer, jax.random.key(0))
-  step = meta.make_meta_step(learner, task, optimizer, meta_batch=config.meta.batch_size,
-                             remat=config.meta.remat, chunk=config.meta.chunk or None)
+  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
+  estimator = config_lib.make_estimator(config, learner, task)
+  state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)
+  step = meta.make_meta_step(estimator, optimizer)
   key = jax.random.key(1)
   t = time.perf_counter()
   state, m = step(state, jax.random.fold_in(key, 0), task.data)

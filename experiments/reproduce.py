@@ -138,7 +138,7 @@ def scaled(config, scale: str) -> tuple[object, dict]:
       changes.update(REDUCED["sine_gradient"])
     if config.task != "sine" and config.learner == "flp":
       changes.update(REDUCED["fewshot_flp"])
-    if config.task != "sine" and config.procedure == "oml":
+    if config.task != "sine" and config.estimator == "oml":
       changes.update(REDUCED["oml_fewshot"])
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   for path, value in changes.items():
@@ -221,7 +221,7 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
             "seeds": seeds, "workdir": os.path.relpath(cell_dir, REPO)}
   try:
     chosen = None
-    if sweep and config.procedure != "oml":
+    if sweep and config.estimator != "oml":
       group = sweep_group(config)
       lrs = SWEEPS[(family(config), config.learner, scale)]
       sc = config.copy_and_resolve_references()

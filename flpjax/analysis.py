@@ -41,6 +41,7 @@ import optax
 
 from flpjax import lifetime
 from flpjax.learners import FastState, Learner, Params, inner_loss
+from flpjax.learners.base import weights_of
 from flpjax.tasks.base import Task, metrics as task_metrics
 
 ReadoutFit = Literal["least_squares", "softmax"]
@@ -370,6 +371,11 @@ def _cosine(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.where(denom > 0, jnp.vdot(a, b) / jnp.where(denom > 0, denom, 1.0), jnp.nan)
 
 
+def _weights(learner: Learner, fast: FastState) -> dict:
+  """``{layer: W}``: the learner's plastic weights (`Learner.plastic_weights`)."""
+  return (learner.plastic_weights or weights_of)(fast)
+
+
 def gradient_alignment(
     learner: Learner,
     params: Params,
@@ -403,7 +409,8 @@ def gradient_alignment(
   def observe(params, before, after, example):
     h, y = example
     grads = jax.grad(lambda f: inner_loss(output, learner.predict(params, f, h), y))(before)
-    return jnp.stack([_cosine(after[str(l)]["w"] - before[str(l)]["w"], -grads[str(l)]["w"])
+    w0, w1, g = (_weights(learner, t) for t in (before, after, grads))
+    return jnp.stack([_cosine(w1[str(l)] - w0[str(l)], -g[str(l)])
                       for l in learner.plastic_layers])
 
   _, cosines = lifetime.run(learner, params, xs, ys, key=key, remat="none", observe=observe)
@@ -438,9 +445,10 @@ def update_norms(
   def observe(params, before, after, example):
     del params, example
     norms = []
+    w0, w1 = _weights(learner, before), _weights(learner, after)
     for l in learner.plastic_layers:
-      w = before[str(l)]["w"]
-      n = jnp.linalg.norm(after[str(l)]["w"] - w)
+      w = w0[str(l)]
+      n = jnp.linalg.norm(w1[str(l)] - w)
       norms.append(n / jnp.linalg.norm(w) if relative else n)
     return jnp.stack(norms)
 

@@ -1,7 +1,7 @@
 """A lifetime: `jax.lax.scan` of a learner's step over a stream of examples.
 
 The dynamics live here and nowhere else; how the meta-gradient of the
-end-of-lifetime loss is taken (`meta.py`) is separate, as in
+end-of-lifetime loss is estimated (`flpjax.estimators`) is separate, as in
 learned_optimization's split between unrolls and gradient estimators.
 
 Memory: reverse-mode differentiation of a scan stores what each step needs for
@@ -17,31 +17,16 @@ intermediate (fastest for short lifetimes, most memory).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal
 
 import jax
 import jax.numpy as jnp
 
-from flpjax.learners import FastState, Learner, Params
+from flpjax.learners.base import Learner
+from flpjax.types import Episode, FastState, Params
 
 Remat = Literal["none", "step", "nested"]
 REMATS = ("none", "step", "nested")
-
-
-class Episode(NamedTuple):
-  """One lifetime's data.
-
-  Attributes:
-    xs: support stream ``(T, B, *input_shape)``: ``T`` steps of ``B`` examples.
-    ys: support targets ``(T, B, ...)``.
-    xq: query inputs ``(Q, *input_shape)``.
-    yq: query targets ``(Q, ...)``.
-  """
-
-  xs: jax.Array
-  ys: jax.Array
-  xq: jax.Array
-  yq: jax.Array
 
 
 def encode_stream(learner: Learner, params: Params, xs: jax.Array) -> jax.Array:

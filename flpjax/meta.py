@@ -1,9 +1,13 @@
-"""Meta-learning: the meta-loss of a lifetime, its gradient, and the update.
+"""Meta-learning: the optimizer of the meta-parameters and the one meta-step.
 
-The meta-gradient estimator here is the exact gradient of the query loss after
-a whole lifetime, by reverse-mode differentiation through the scanned lifetime
-(`lifetime.run`; memory controlled by ``remat``). The optimizer gives each
-meta-parameter group its own Adam and learning rate through one
+The meta-step is written once (`make_meta_step`): an estimator
+(`flpjax.estimators`) gives the meta-gradient, `guard` turns a step that
+cannot be applied into a skipped one, the optimizer updates, and metrics
+come out. It serves one run, and ``R`` runs `vmap`ped together
+(`make_runs_meta_step`).
+
+The optimizer gives each meta-parameter group that the learner declares
+(`Learner.groups`) its own Adam and learning rate through one
 `optax.partition` (the reference used four separate torch Adams with the same
 defaults: b1=0.9, b2=0.999, eps=1e-8 added to sqrt(v_hat)); a group with
 learning rate 0 is frozen (`optax.set_to_zero`). `optax.apply_if_finite`
@@ -15,7 +19,7 @@ Example:
   >>> task = sine.make_task(pool=sine.sample_functions(jax.random.key(1), 400))
   >>> opt = make_optimizer(PAPER_REGRESSION_LRS, learner)
   >>> state = init_state(learner, opt, jax.random.key(0))
-  >>> step = make_meta_step(learner, task, opt)
+  >>> step = make_meta_step(estimators.full.make(learner, task), opt)
   >>> state, metrics = step(state, jax.random.key(2), task.data)
 """
 
@@ -27,21 +31,28 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from flpjax import lifetime
-from flpjax.learners import Learner, Params, param_labels
-from flpjax.tasks.base import Task, loss_fn
+from flpjax.estimators.base import MAX_GRADIENT, Estimator, global_norm, guard  # noqa: F401
+from flpjax.learners.base import Learner, group_names, param_labels
+from flpjax.types import Params
 
 #: Table 3 of the paper (regression): meta-learning rate of every group.
 PAPER_REGRESSION_LRS = {"ff": 1e-4, "fb": 1e-4, "alpha": 1e-8, "beta": 1e-4}
-GROUPS = ("ff", "fb", "alpha", "alpha_readout", "beta")
+#: Groups every optimizer state has (frozen when the learner lacks them), so that the
+#: state's layout, and so checkpoints written before learners declared their groups,
+#: does not depend on the learner.
+STANDARD_GROUPS = ("ff", "fb", "alpha", "alpha_readout", "beta")
 
 
 class TrainState(NamedTuple):
-  """Meta-training state: step count, meta-parameters, optimizer state."""
+  """Meta-training state: step count, meta-parameters, optimizer state, estimator state.
+
+  ``estimator`` is ``()`` for estimators without state (full backprop, OML, ES).
+  """
 
   step: jax.Array
   params: Params
   opt_state: optax.OptState
+  estimator: Any = ()
 
 
 def make_optimizer(
@@ -55,12 +66,12 @@ def make_optimizer(
   have their own (`set_learning_rates`), e.g. in a sweep.
 
   Args:
-    lrs: learning rate per group (``'ff'``, ``'fb'``, ``'alpha'``, ``'beta'``,
-      optionally ``'alpha_readout'``, which defaults to ``lrs['alpha']``): a
-      number, or an optax schedule of the meta-step (e.g. the reference OML's
-      step decay). A rate of 0 freezes the group (`optax.set_to_zero`).
-    learner: the learner whose parameters are optimized (for the readout's
-      index).
+    lrs: learning rate per group of the learner (`Learner.groups`; a group
+      with a ``fallback``, e.g. ``'alpha_readout'``, defaults to its
+      fallback's rate): a number, or an optax schedule of the meta-step (e.g.
+      the reference OML's step decay). A group without a rate, or with rate
+      0, is frozen (`optax.set_to_zero`).
+    learner: the learner whose parameters are optimized (it labels them).
     max_consecutive_nonfinite: passed to `optax.apply_if_finite`; the training
       loop stops the run well before this (``meta.max_nonfinite``), since
       apply_if_finite lets updates through after that many.
@@ -69,20 +80,24 @@ def make_optimizer(
     The optimizer.
   """
   lrs = dict(lrs)
-  unknown = set(lrs) - set(GROUPS)
+  names = tuple(dict.fromkeys(STANDARD_GROUPS + group_names(learner)))
+  unknown = set(lrs) - set(names)
   if unknown:
-    raise ValueError(f"unknown meta-parameter groups {sorted(unknown)}; expected {GROUPS}")
-  lrs.setdefault("alpha_readout", lrs.get("alpha", 0.0))
+    raise ValueError(f"unknown meta-parameter groups {sorted(unknown)}; this learner has "
+                     f"{group_names(learner)}")
+  for g in learner.groups:
+    if g.fallback is not None:
+      lrs.setdefault(g.name, lrs.get(g.fallback, 0.0))
+  if "alpha_readout" not in lrs:  # standard layout: the readout shares alpha's rate
+    lrs["alpha_readout"] = lrs.get("alpha", 0.0)
 
   def group(lr):
     if callable(lr) or lr > 0:
       return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
     return optax.set_to_zero()
 
-  transforms = {g: group(lr) for g, lr in lrs.items()}
-  for g in GROUPS:
-    transforms.setdefault(g, optax.set_to_zero())
-  opt = optax.partition(transforms, lambda p: param_labels(p, learner.readout))
+  transforms = {g: group(lrs.get(g, 0.0)) for g in names}
+  opt = optax.partition(transforms, lambda p: param_labels(p, learner))
   return optax.apply_if_finite(opt, max_consecutive_nonfinite)
 
 
@@ -113,101 +128,64 @@ def set_learning_rates(opt_state, lrs: Mapping[str, Any]):
 
 
 def init_state(learner: Learner, optimizer: optax.GradientTransformation, key: jax.Array,
-               params: Params | None = None) -> TrainState:
-  """Fresh meta-parameters (or ``params``) with a fresh optimizer state."""
-  params = learner.init_params(key) if params is None else params
-  return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+               params: Params | None = None, estimator: Estimator | None = None) -> TrainState:
+  """Fresh meta-parameters (or ``params``) with fresh optimizer and estimator states.
 
-
-def make_loss(
-    learner: Learner, task: Task, *, meta_batch: int = 1, remat: lifetime.Remat = "step",
-    chunk: int | None = None,
-) -> Callable[[Params, jax.Array, Any], jax.Array]:
-  """``loss(params, key, data)``: mean query loss over ``meta_batch`` lifetimes."""
-  query_loss_fn = loss_fn(task.output)
-
-  def episode_loss(params, key, data):
-    k_episode, k_init = jax.random.split(key)
-    episode = task.sample(k_episode, data)
-    loss, _ = lifetime.query_loss(learner, params, episode, query_loss_fn, key=k_init,
-                                  remat=remat, chunk=chunk)
-    return loss
-
-  def loss(params, key, data):
-    if meta_batch == 1:
-      return episode_loss(params, key, data)
-    keys = jax.random.split(key, meta_batch)
-    return jnp.mean(jax.vmap(episode_loss, (None, 0, None))(params, keys, data))
-
-  return loss
-
-
-#: Largest gradient entry Adam can take: its square must stay finite in float32.
-MAX_GRADIENT = 1e18
-
-
-def guard(loss: jax.Array, grads: Params) -> Params:
-  """Gradients that `optax.apply_if_finite` will skip when the step cannot be applied.
-
-  A non-finite loss with finite gradients must not update either, nor may a
-  finite gradient so large (a lifetime that nearly diverged) that its square
-  overflows Adam's second-moment estimate (which would then stay infinite):
-  in both cases every gradient becomes NaN, so the step is skipped and counted.
+  The estimator's state is drawn from ``fold_in(key, 1)`` (the parameters from ``key``).
   """
-  big = jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]).max()
-  ok = jnp.isfinite(loss) & (big < MAX_GRADIENT)
-  return jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
+  params = learner.init_params(key) if params is None else params
+  est = () if estimator is None else estimator.init(params, jax.random.fold_in(key, 1))
+  return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), est)
 
 
 def make_meta_step(
-    learner: Learner,
-    task: Task,
+    estimator: Estimator,
     optimizer: optax.GradientTransformation,
     *,
-    meta_batch: int = 1,
-    remat: lifetime.Remat = "step",
-    chunk: int | None = None,
     jit: bool = True,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
-  """The meta-training step ``(state, key, data) -> (state, metrics)``.
+  """The meta-training step ``(state, key, data) -> (state, metrics)``, for every estimator.
+
+  1. ``params = estimator.prepare(state.params, key, data)`` (unchanged but for OML);
+  2. ``grads = estimator.meta_grad(params, ...)``, then `guard`;
+  3. the optimizer's update of ``params``. A step whose loss or gradient is
+     not finite leaves the parameters (``prepare``'s change included) and the
+     optimizer state untouched (`optax.apply_if_finite`).
 
   Metrics: ``loss`` (meta-loss before the update), ``grad_norm``, ``finite``
   (whether the update was applied), ``nonfinite_total`` and
-  ``nonfinite_in_row`` (from `optax.apply_if_finite`).
+  ``nonfinite_in_row`` (from `optax.apply_if_finite`), plus the estimator's own.
   """
-  loss = make_loss(learner, task, meta_batch=meta_batch, remat=remat, chunk=chunk)
 
   def meta_step(state: TrainState, key: jax.Array, data: Any):
-    value, grads = jax.value_and_grad(loss)(state.params, key, data)
-    grads = guard(value, grads)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = estimator.prepare(state.params, key, data)
+    grads, est_state, metrics = estimator.meta_grad(params, state.estimator, key, data)
+    grads = guard(metrics["loss"], grads)
+    grad_norm = metrics["grad_norm"] if "grad_norm" in metrics else global_norm(grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    new = optax.apply_updates(params, updates)
+    new = jax.tree.map(lambda a, b: jnp.where(opt_state.last_finite, a, b), new, state.params)
     metrics = {
-        "loss": value,
-        "grad_norm": jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads))),
+        **metrics,
+        "grad_norm": grad_norm,
         "finite": opt_state.last_finite,
         "nonfinite_total": opt_state.total_notfinite,
         "nonfinite_in_row": opt_state.notfinite_count,
     }
-    return TrainState(state.step + 1, params, opt_state), metrics
+    return TrainState(state.step + 1, new, opt_state, est_state), metrics
 
   return jax.jit(meta_step, donate_argnums=0) if jit else meta_step
 
 
 def init_states(learner: Learner, optimizer: optax.GradientTransformation,
-                keys: jax.Array) -> TrainState:
+                keys: jax.Array, estimator: Estimator | None = None) -> TrainState:
   """`init_state` for ``R`` independent runs: every leaf gets a leading run axis."""
-  return jax.vmap(lambda k: init_state(learner, optimizer, k))(keys)
+  return jax.vmap(lambda k: init_state(learner, optimizer, k, estimator=estimator))(keys)
 
 
 def make_runs_meta_step(
-    learner: Learner,
-    task: Task,
+    estimator: Estimator,
     optimizer: optax.GradientTransformation,
-    *,
-    meta_batch: int = 1,
-    remat: lifetime.Remat = "step",
-    chunk: int | None = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-step of ``R`` independent runs as one `vmap`ped program.
 
@@ -218,6 +196,5 @@ def make_runs_meta_step(
   lifetime leaves most of the chip idle. When the states are sharded along the
   run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
   """
-  step = make_meta_step(learner, task, optimizer, meta_batch=meta_batch, remat=remat,
-                        chunk=chunk, jit=False)
+  step = make_meta_step(estimator, optimizer, jit=False)
   return jax.jit(jax.vmap(step, in_axes=(0, 0, None)), donate_argnums=0)

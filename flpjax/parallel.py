@@ -9,7 +9,7 @@ then lists every host's devices and the same code runs.
 
 Example (4 CPU devices: ``XLA_FLAGS=--xla_force_host_platform_device_count=4``):
   >>> states = parallel.shard_runs(meta.init_states(learner, opt, keys))
-  >>> states, metrics = meta.make_runs_meta_step(learner, task, opt)(states, keys, data)
+  >>> states, metrics = meta.make_runs_meta_step(full.make(learner, task), opt)(states, keys, data)
 """
 
 from __future__ import annotations

@@ -32,11 +32,10 @@ Workdir layout::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +47,6 @@ from absl import logging
 from flpjax import config as config_lib
 from flpjax import evaluate as evaluate_lib
 from flpjax import meta
-from flpjax import oml
 from flpjax import parallel
 from flpjax import summary
 from flpjax.datasets import DataError
@@ -95,23 +93,12 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
-def _with_defaults(saved: dict) -> dict:
-  """A saved config over today's defaults: fields added since then take their defaults."""
-
-  def merge(default, value):
-    if not (isinstance(default, dict) and isinstance(value, dict)):
-      return value
-    return {**default, **{k: merge(default.get(k), v) for k, v in value.items()}}
-
-  return merge(json.loads(config_lib.base_config().to_json_best_effort()), saved)
-
-
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config of the run in ``workdir`` (its ``config.json``), validated."""
   path = os.path.join(workdir, "config.json")
   try:
     with open(path) as f:
-      config = ml_collections.ConfigDict(_with_defaults(json.load(f)))
+      config = ml_collections.ConfigDict(config_lib.with_defaults(json.load(f)))
   except OSError as e:
     raise WorkdirError(f"{path}: cannot read it ({e.strerror}); is --workdir a training "
                        "run's directory?") from None
@@ -133,6 +120,7 @@ def checkpoint_manager(workdir: str, keep: int = 3, read_only: bool = False
   return ocp.CheckpointManager(
       os.path.join(workdir, "checkpoints"),
       item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "estimator": ocp.StandardCheckpointHandler(),
                      "run": ocp.JsonCheckpointHandler()},
       options=ocp.CheckpointManagerOptions(
           max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
@@ -140,12 +128,27 @@ def checkpoint_manager(workdir: str, keep: int = 3, read_only: bool = False
           enable_async_checkpointing=False))
 
 
-def _abstract_state(config) -> meta.TrainState:
+class Checkpointed(NamedTuple):
+  """The ``state`` item of a checkpoint: `meta.TrainState` without the estimator's state.
+
+  (The layout of checkpoints written before estimators had state; an estimator
+  state with leaves, e.g. truncated backprop's partial lifetime, is the
+  separate item ``estimator``.)
+  """
+
+  step: Any
+  params: Any
+  opt_state: Any
+
+
+def _abstract_state(config, estimator=None) -> meta.TrainState:
   learner = config_lib.make_learner(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
+  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
   if config.runs > 1:
-    return jax.eval_shape(lambda: meta.init_states(learner, optimizer, _run_keys(config)))
-  return jax.eval_shape(lambda: meta.init_state(learner, optimizer, jax.random.key(0)))
+    return jax.eval_shape(lambda: meta.init_states(learner, optimizer, _run_keys(config),
+                                                   estimator=estimator))
+  return jax.eval_shape(lambda: meta.init_state(learner, optimizer, jax.random.key(0),
+                                                estimator=estimator))
 
 
 def _run_keys(config) -> jax.Array:
@@ -159,8 +162,11 @@ def _all_finite(tree) -> bool:
              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact))
 
 
-def _restore(mngr: ocp.CheckpointManager, step: int, config=None):
+def _restore(mngr: ocp.CheckpointManager, step: int, config=None, estimator=None):
   """The run metadata of checkpoint ``step``, and its state if ``config`` is given.
+
+  The estimator's state (item ``estimator``) is restored when ``estimator`` has
+  one; otherwise the returned state's ``estimator`` is the abstract ``()``.
 
   Returns:
     ``(run, state)`` (state None without ``config``).
@@ -176,11 +182,15 @@ def _restore(mngr: ocp.CheckpointManager, step: int, config=None):
       # Restore onto this process's first device, whatever device wrote the checkpoint
       # (a run trained on a GPU resumes or is evaluated on a CPU).
       device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      target = jax.tree.map(
+      abstract = jax.tree.map(
           lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
-          if hasattr(x, "shape") else x, _abstract_state(config))
-      state = mngr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target))).state
+          if hasattr(x, "shape") else x, _abstract_state(config, estimator))
+      items = {"state": ocp.args.StandardRestore(Checkpointed(*abstract[:3]))}
+      if jax.tree.leaves(abstract.estimator):
+        items["estimator"] = ocp.args.StandardRestore(abstract.estimator)
+      restored = mngr.restore(step, args=ocp.args.Composite(**items))
+      state = meta.TrainState(*restored.state, restored.estimator if "estimator" in items
+                              else ())
   except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore: unreadable files
     detail = summary._one_line(e).split(" [tensorstore_spec")[0]  # pylint: disable=protected-access
     detail = detail if len(detail) < 300 else detail[:300] + "..."
@@ -203,7 +213,7 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def changed_fields(saved: dict, config) -> list[str]:
   """``'field (saved -> now)'`` for every field outside `RESUMABLE_FIELDS` that differs."""
-  before = _flat(_with_defaults(saved))
+  before = _flat(config_lib.with_defaults(saved))
   now = _flat(json.loads(config.to_json_best_effort()))
   missing = "<absent>"
   out = []
@@ -279,7 +289,7 @@ def load_params_file(path: str):
   try:
     with open(path + ".json") as f:
       info = json.load(f)
-    config = ml_collections.ConfigDict(_with_defaults(info["config"]))
+    config = ml_collections.ConfigDict(config_lib.with_defaults(info["config"]))
     config_lib.validate(config)
     data = np.load(path + ".npz")
     abstract = _abstract_state(config).params
@@ -301,12 +311,12 @@ def restore_params(workdir: str, config, step: int | None = None):
   return params, step
 
 
-def _initial_state(config, learner, optimizer) -> meta.TrainState:
-  """Fresh meta-parameters (one set per run) and optimizer state, sweep rates applied."""
+def _initial_state(config, learner, optimizer, estimator=None) -> meta.TrainState:
+  """Fresh meta-parameters (one set per run), optimizer and estimator states, sweep rates applied."""
   if config.runs == 1:
-    state = meta.init_state(learner, optimizer, jax.random.key(config.seed))
+    state = meta.init_state(learner, optimizer, jax.random.key(config.seed), estimator=estimator)
   else:
-    state = meta.init_states(learner, optimizer, _run_keys(config))
+    state = meta.init_states(learner, optimizer, _run_keys(config), estimator=estimator)
   if config.extend_from:
     state = state._replace(params=_extended_from(config, learner, state.params))
   if config.init_ff_from or config.extend_from:
@@ -338,7 +348,7 @@ def _extended_from(config, learner, params):
     source_config, source, _ = load_run(config.extend_from)
   except WorkdirError as e:
     raise config_lib.ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
-  lrs = config_lib.meta_lrs(config)
+  lrs = config_lib.meta_lrs(config, learner)
   runs = config.runs
   try:
     if source_config.runs == runs > 1:  # run r from run r
@@ -404,8 +414,9 @@ def evaluate_params(config, params, lifetimes: int | None = None, *,
 def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
   key = jax.random.key(config.eval.validation_seed if validation else config.eval.seed)
   lifetimes = lifetimes or config.eval.lifetimes
-  if config.procedure == "oml" and not validation:  # OML's evaluation rule (REFERENCE-OML 5)
-    return oml.evaluate_params(config, params, lifetimes)
+  own = config_lib.ESTIMATORS[config.estimator].evaluate
+  if own is not None and not validation:  # e.g. OML's evaluation rule (REFERENCE-OML 5)
+    return own(config, params, lifetimes)
   learner = config_lib.make_learner(config)
   task = (config_lib.make_validation_task(config) if validation
           else config_lib.make_tasks(config)[1])
@@ -496,11 +507,12 @@ def _run_metadata(config, step: int, window: _Window) -> dict:
           "config": json.loads(config.to_json_best_effort())}
 
 
-def _open(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer):
+def _open(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer, estimator):
   """``(state, window, start)``: the latest checkpoint's, or fresh ones (start None)."""
   start = mngr.latest_step()
   if start is None:
-    return _initial_state(config, learner, optimizer), _Window.empty(config.runs), None
+    return (_initial_state(config, learner, optimizer, estimator), _Window.empty(config.runs),
+            None)
   run, _ = _restore(mngr, start)
   changed = changed_fields(run.get("config", {}), config)
   if changed:
@@ -509,7 +521,7 @@ def _open(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer)
         f"--workdir={workdir}: its checkpoint (step {start}) is of another run: {listed}; "
         f"resume with the run's config (only {', '.join(RESUMABLE_FIELDS)} may change) or "
         "use a new --workdir")
-  _, state = _restore(mngr, start, config)
+  _, state = _restore(mngr, start, config, estimator)
   if config.runs > 1:
     state = parallel.shard_runs(state)
   if not _all_finite(state):
@@ -546,12 +558,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   workdir = prepare_workdir(workdir)
   learner = config_lib.make_learner(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config), learner)
+  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
   mngr = checkpoint_manager(workdir, config.keep_checkpoints)
   writer, results = None, []
   try:
-    state, window, start = _open(mngr, config, workdir, learner, optimizer)
     train_task, _ = config_lib.make_tasks(config)
+    estimator = config_lib.make_estimator(config, learner, train_task)
+    state, window, start = _open(mngr, config, workdir, learner, optimizer, estimator)
     summary.write_json(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
     writer = summary.MetricWriter(workdir, resume_step=start)
     start = start or 0
@@ -560,7 +573,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       writer.write(0, "eval", _scalars(r))
       results.append(("before meta-training (step 0)", r))
       logging.info("evaluation at step 0: %s", _headline(r))
-    state = _train(config, workdir, train_task, learner, optimizer, mngr, writer, state,
+    state = _train(config, workdir, train_task, estimator, optimizer, mngr, writer, state,
                    window, start)
     mngr.wait_until_finished()
     step = int(np.max(jax.device_get(state.step)))
@@ -588,21 +601,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   return final
 
 
-def _train(config, workdir, task, learner, optimizer, mngr, writer, state, window, start):
+def _train(config, workdir, task, estimator, optimizer, mngr, writer, state, window, start):
   """The meta-training loop from step ``start``; returns the final state."""
-  kwargs = dict(meta_batch=config.meta.batch_size, remat=config.meta.remat,
-                chunk=config.meta.chunk or None)
-  if config.procedure == "oml":  # OML's proxy task, row reset and clamp (REFERENCE-OML)
-    make = functools.partial(oml.make_meta_step, clamp=config.oml.clamp or None,
-                             reset_row=config.oml.reset_row)
-  else:
-    make = meta.make_meta_step
   runs = config.runs
   if runs == 1:
-    meta_step = make(learner, task, optimizer, **kwargs)
+    meta_step = meta.make_meta_step(estimator, optimizer)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
-    meta_step = jax.jit(jax.vmap(make(learner, task, optimizer, jit=False, **kwargs),
-                                 in_axes=(0, 0, None)), donate_argnums=0)
+    meta_step = meta.make_runs_meta_step(estimator, optimizer)
   keys = _run_keys(config) if runs > 1 else jax.random.key(config.seed)
   failed = set()
   progress = summary.Progress("meta-step", start, config.meta.steps)
@@ -613,9 +618,11 @@ def _train(config, workdir, task, learner, optimizer, mngr, writer, state, windo
       raise NonFiniteError(
           f"the meta-parameters or optimizer state became non-finite at step {done}; not "
           f"saved. {_last_good(mngr, workdir)}")
-    mngr.save(done, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        run=ocp.args.JsonSave(_run_metadata(config, done, window))))
+    items = {"state": ocp.args.StandardSave(Checkpointed(*state[:3])),
+             "run": ocp.args.JsonSave(_run_metadata(config, done, window))}
+    if jax.tree.leaves(state.estimator):
+      items["estimator"] = ocp.args.StandardSave(state.estimator)
+    mngr.save(done, args=ocp.args.Composite(**items))
 
   for step in range(start, config.meta.steps):
     t0 = time.perf_counter()

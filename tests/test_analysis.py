@@ -7,6 +7,7 @@ import pytest
 
 import numpy_reference as ref
 from flpjax import analysis, evaluate, learners, lifetime, meta, nets
+from flpjax.estimators import full
 from flpjax.tasks import base, sine
 
 WIDTHS = (7, 6, 9, 5)
@@ -315,7 +316,7 @@ def test_extend_plasticity_keeps_ff_bit_identical_while_the_rest_moves():
   opt = meta.make_optimizer(new_lrs, flp3)
   state = meta.init_state(flp3, opt, jax.random.key(0), params)
   start = jax.tree.map(np.asarray, state.params)
-  step = meta.make_meta_step(flp3, task, opt)
+  step = meta.make_meta_step(full.make(flp3, task), opt)
   for i in range(3):
     state, metrics = step(state, jax.random.key(10 + i), task.data)
     assert bool(metrics["finite"])

@@ -136,14 +136,14 @@ def test_gradient_learner_matches_hand_written_sgd(learn_lr):
     learner = learners.gradient(layers, (IN,), 3, lr=0.05, learn_lr=learn_lr)
     params = _f64(learner.init_params(jax.random.key(0)))
     if learn_lr:
-      params["alpha"] = _f64(jax.tree.map(lambda a: rng.uniform(0.01, 0.1, a.shape), params["alpha"]))
+      params["lr"] = _f64(jax.tree.map(lambda a: rng.uniform(0.01, 0.1, a.shape), params["lr"]))
     xs = rng.normal(size=(5, 4, IN))
     ys = rng.normal(size=(5, 4, 1))
     fast, _ = lifetime.run(learner, params, jnp.asarray(xs), jnp.asarray(ys))
     ws = [np.asarray(p["w"]) for p in params["ff"]]
     bs = [np.asarray(p["b"]) for p in params["ff"]]
     lr = 0.05 if not learn_lr else {
-        int(k): (np.asarray(v["w"]), np.asarray(v["b"])) for k, v in params["alpha"].items()}
+        int(k): (np.asarray(v["w"]), np.asarray(v["b"])) for k, v in params["lr"].items()}
     for x, y in zip(xs, ys):
       ws, bs = ref.sgd_step(ws, bs, [l.activation for l in layers], learner.plastic_layers, lr, x, y)
     for l in learner.plastic_layers:
@@ -212,3 +212,23 @@ def test_param_labels_groups():
   assert set(jax.tree.leaves(labels["ff"])) == {"ff"}
   assert set(jax.tree.leaves(labels["fb"])) == {"fb"}
   assert labels["beta"] == {"3": "beta", "4": "beta"}
+
+
+def test_learners_declare_their_groups_and_label_every_leaf():
+  flp = learners.flp(nets.regression_mlp(WIDTHS), (IN,), 2)
+  assert learners.group_names(flp) == ("ff", "fb", "alpha", "alpha_readout", "beta")
+  assert learners.param_labels(flp.init_params(jax.random.key(0)), flp) == learners.param_labels(
+      flp.init_params(jax.random.key(0)), flp.readout)
+  reuse = learners.flp(nets.conv_classifier(8, 8, 10, (2, 2)), (12, 12, 1), 1,
+                       output="classification", clamp_readout=True)
+  assert learners.group_names(reuse) == ("ff", "alpha", "alpha_readout")  # no feedback at all
+  grad = learners.gradient(nets.regression_mlp(WIDTHS), (IN,), 2, learn_lr=True)
+  assert learners.group_names(grad) == ("ff", "lr")
+  params = grad.init_params(jax.random.key(0))
+  labels = learners.param_labels(params, grad)
+  assert set(jax.tree.leaves(labels["lr"])) == {"lr"} and set(jax.tree.leaves(labels["ff"])) == {"ff"}
+  for learner in (flp, grad):
+    fast = learner.init(learner.init_params(jax.random.key(0)), None)
+    weights = learner.plastic_weights(fast)
+    assert set(weights) == {str(l) for l in learner.plastic_layers}
+    assert all(w.ndim == 2 for w in weights.values())

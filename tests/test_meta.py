@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from flpjax import learners, lifetime, meta, nets
+from flpjax.estimators import full
 from flpjax.tasks import sine
 
 LAYERS = nets.regression_mlp((6, 7, 5))
@@ -88,14 +89,14 @@ def test_first_order_alpha_gradient_matches_stopped_finite_differences():
     exact = learners.gradient(LAYERS, (IN,), 1, learn_lr=True, lr=0.05, second_order=True)
     g1 = jax.grad(lambda p: lifetime.query_loss(learner, p, episode, _mse)[0])(params)
     g2 = jax.grad(lambda p: lifetime.query_loss(exact, p, episode, _mse)[0])(params)
-    assert not np.allclose(g1["alpha"]["3"]["w"], g2["alpha"]["3"]["w"])
+    assert not np.allclose(g1["lr"]["3"]["w"], g2["lr"]["3"]["w"])
 
 
 def test_feedback_gradients_are_zero_at_zero_plasticity():
   learner = learners.flp(nets.regression_mlp((20, 30, 20)), (11,), 3, init_alpha=0.0)
   params = learner.init_params(jax.random.key(0))
   task = sine.make_task(pool=None, steps_per_function=2, batch_size=4, queries_per_function=3)
-  grads = jax.grad(meta.make_loss(learner, task))(params, jax.random.key(1), None)
+  grads = jax.grad(full.make_loss(learner, task))(params, jax.random.key(1), None)
   for leaf in jax.tree.leaves(grads["fb"]) + jax.tree.leaves(grads["beta"]):
     assert np.all(np.asarray(leaf) == 0.0)
   assert np.any(np.asarray(grads["alpha"]["3"]) != 0.0)
@@ -147,7 +148,7 @@ def test_nonfinite_meta_gradient_is_skipped_and_counted():
   opt = meta.make_optimizer(meta.PAPER_REGRESSION_LRS, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   task = sine.make_task(pool=None, steps_per_function=2, batch_size=4, queries_per_function=3)
-  step = meta.make_meta_step(learner, task, opt, jit=False)
+  step = meta.make_meta_step(full.make(learner, task), opt, jit=False)
   bad = state._replace(params=jax.tree.map(lambda a: a, state.params))
   bad.params["ff"][0]["b"] = bad.params["ff"][0]["b"].at[0].set(jnp.nan)
   new, metrics = step(bad, jax.random.key(1), task.data)
@@ -165,8 +166,8 @@ def test_meta_batch_averages_lifetimes():
   params = learner.init_params(jax.random.key(0))
   task = sine.make_task(pool=None, steps_per_function=2, batch_size=4, queries_per_function=3)
   key = jax.random.key(3)
-  batched = meta.make_loss(learner, task, meta_batch=3)(params, key, None)
-  single = meta.make_loss(learner, task)
+  batched = full.make_loss(learner, task, meta_batch=3)(params, key, None)
+  single = full.make_loss(learner, task)
   mean = np.mean([single(params, k, None) for k in jax.random.split(key, 3)])
   np.testing.assert_allclose(batched, mean, rtol=1e-5)
 

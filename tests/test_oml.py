@@ -1,4 +1,5 @@
-"""The original OML procedure (flpjax/oml.py, REFERENCE-OML.md): proxy task, row reset,
+"""The original OML procedure (REFERENCE-OML.md): proxy task (tasks/oml_proxy.py), row reset
+and clamp (estimators/oml.py), evaluation (oml.py):
 clamp, schedule, the Adam evaluation learner and its learning-rate search, configs."""
 
 import math
@@ -12,7 +13,9 @@ import pytest
 
 from flpjax import config as config_lib
 from flpjax import datasets, learners, lifetime, meta, nets, oml
-from flpjax.tasks import fewshot
+from flpjax.estimators import full
+from flpjax.estimators import oml as oml_estimator
+from flpjax.tasks import fewshot, oml_proxy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OML_CONFIGS = ("oml_sine_iid", "oml_sine_continual", "oml_omniglot", "oml_omniglot_continual",
@@ -48,21 +51,21 @@ def _decode(x):
                                              (15, list(range(14)) + [15], [14])])
 def test_proxy_positions_follow_omls_counter(steps, used, held):
   """REFERENCE-OML 2.3's table: S=10 -> 10 used + 2 held out, S=5 -> 5 + 4, S=15 -> 15 + 1."""
-  traj, h = oml.proxy_positions(20, steps)
+  traj, h = oml_proxy.proxy_positions(20, steps)
   assert traj.tolist() == used and h.tolist() == held
-  traj, h = oml.proxy_positions(600, 10)  # mini-ImageNet: 5 held out, meta set 10 + 5
+  traj, h = oml_proxy.proxy_positions(600, 10)  # mini-ImageNet: 5 held out, meta set 10 + 5
   assert len(traj) == 10 and h.tolist() == [9, 19, 29, 39, 49]
   with pytest.raises(ValueError, match="steps=20"):  # OML's README S = 20 crashes
-    oml.proxy_positions(20, 20)
+    oml_proxy.proxy_positions(20, 20)
   with pytest.raises(ValueError, match="S >= 2"):
-    oml.proxy_positions(20, 1)
+    oml_proxy.proxy_positions(20, 1)
 
 
 @pytest.mark.parametrize("steps,held", [(10, 2), (5, 4)])
 def test_proxy_episode_structure(steps, held):
   """Scaled-down Omniglot ranges: trajectory classes 12..23, remember classes 0..11."""
   images = jnp.asarray(_labelled_images())
-  sample = jax.jit(lambda k: oml.sample_oml_episode(
+  sample = jax.jit(lambda k: oml_proxy.sample_oml_episode(
       k, images, steps=steps, trajectory_classes=(12, 24), remember_classes=(0, 12)))
   seen = set()
   for i in range(30):
@@ -87,12 +90,12 @@ def test_proxy_episode_structure(steps, held):
 
 def test_mini_imagenet_proxy_draws_both_from_all_classes():
   images = _labelled_images(classes=8, per_class=60)
-  task = oml.make_train_task(images, dataset="mini_imagenet", trajectory_classes=(0, 8),
+  task = oml_proxy.make_train_task(images, dataset="mini_imagenet", trajectory_classes=(0, 8),
                              remember_classes=(0, 8))
   ep = task.sample(jax.random.key(0), task.data)
   assert ep.xs.shape[0] == 10 and ep.xq.shape[0] == 15  # S = 10: 5 held out
   with pytest.raises(ValueError, match="trajectory_classes"):
-    oml.make_train_task(images, dataset="omniglot")  # 481..962 do not exist here
+    oml_proxy.make_train_task(images, dataset="omniglot")  # 481..962 do not exist here
 
 
 # ----------------------------------------------------------------------------- row reset
@@ -107,7 +110,7 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
   learner = _small_classifier()
   params = learner.init_params(jax.random.key(0))
   params["ff"][-1]["b"] = jnp.arange(12.0)
-  new = oml.reset_readout_row(params, learner.readout, jnp.int32(5), jax.random.key(1))
+  new = oml_estimator.reset_readout_row(params, learner.readout, jnp.int32(5), jax.random.key(1))
   w, w0 = np.asarray(new["ff"][-1]["w"]), np.asarray(params["ff"][-1]["w"])
   assert not np.array_equal(w[5], w0[5])
   np.testing.assert_array_equal(np.delete(w, 5, 0), np.delete(w0, 5, 0))
@@ -115,7 +118,7 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
   for a, b in zip(jax.tree.leaves(new["ff"][:-1]), jax.tree.leaves(params["ff"][:-1])):
     np.testing.assert_array_equal(a, b)
   rows = jax.jit(jax.vmap(
-      lambda k: oml.reset_readout_row(params, learner.readout, 5, k)["ff"][-1]["w"][5]))(
+      lambda k: oml_estimator.reset_readout_row(params, learner.readout, 5, k)["ff"][-1]["w"][5]))(
           jax.random.split(jax.random.key(2), 2000))                  # (2000, 64)
   assert abs(float(jnp.std(rows)) / math.sqrt(2 / 64) - 1) < 0.02
   assert abs(float(jnp.mean(rows))) < 0.01
@@ -124,14 +127,14 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
 def test_meta_step_resets_the_trajectory_class_row():
   """With a frozen optimizer, the step changes exactly the episode's class row."""
   images = _labelled_images(classes=12, per_class=20, size=12)
-  task = oml.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
+  task = oml_proxy.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
   learner = _small_classifier()
   opt = meta.make_optimizer({"ff": 0.0}, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   before = jax.tree.map(np.asarray, state.params)
   key = jax.random.key(3)
   c = int(task.sample(jax.random.split(key)[0], task.data).ys[0, 0])
-  state, metrics = oml.make_meta_step(learner, task, opt)(state, key, task.data)
+  state, metrics = meta.make_meta_step(oml_estimator.make(learner, task), opt)(state, key, task.data)
   assert bool(metrics["finite"])
   w = np.asarray(state.params["ff"][-1]["w"])
   changed = np.flatnonzero((w != before["ff"][-1]["w"]).any(axis=1))
@@ -140,7 +143,7 @@ def test_meta_step_resets_the_trajectory_class_row():
   # A non-finite step is skipped whole: the reset is not kept either.
   state.params["ff"][-2]["b"] = state.params["ff"][-2]["b"].at[0].set(jnp.nan)
   before = jax.tree.map(np.asarray, state.params)
-  state, metrics = oml.make_meta_step(learner, task, opt)(state, key, task.data)
+  state, metrics = meta.make_meta_step(oml_estimator.make(learner, task), opt)(state, key, task.data)
   assert not bool(metrics["finite"])
   jax.tree.map(np.testing.assert_array_equal, state.params, before)
 
@@ -151,19 +154,19 @@ def test_meta_step_resets_the_trajectory_class_row():
 def test_meta_gradient_is_clamped_elementwise():
   images = _labelled_images(classes=12, per_class=20, size=12)
   images[..., 1:, :, 0] = np.random.default_rng(0).integers(0, 256, images[..., 1:, :, 0].shape)
-  task = oml.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
+  task = oml_proxy.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
   learner = _small_classifier()
   params = learner.init_params(jax.random.key(0))
   for l in (-2, -1):  # large activations and logits: gradients well above 5
     params["ff"][l]["w"] = 30.0 * params["ff"][l]["w"]
   sgd = optax.apply_if_finite(optax.sgd(1.0), 10)
   key = jax.random.key(4)
-  g = jax.grad(meta.make_loss(learner, task))(params, key, task.data)
+  g = jax.grad(full.make_loss(learner, task))(params, key, task.data)
   leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
   assert (np.abs(leaves) > 5).sum() > 10 and ((np.abs(leaves) > 0) & (np.abs(leaves) < 5)).any()
   for clamp, expect in ((5.0, jax.tree.map(lambda x: jnp.clip(x, -5, 5), g)), (None, g)):
-    step = jax.jit(oml.make_meta_step(learner, task, sgd, clamp=clamp, reset_row=False,
-                                      jit=False))
+    est = oml_estimator.make(learner, task, clamp=clamp, reset_row=False)
+    step = jax.jit(meta.make_meta_step(est, sgd, jit=False))
     state, _ = step(meta.TrainState(jnp.int32(0), params, sgd.init(params)), key, task.data)
     jax.tree.map(lambda new, p, e: np.testing.assert_allclose(new, p - e, rtol=1e-5, atol=1e-5),
                  state.params, params, expect)
@@ -200,8 +203,9 @@ def test_without_reset_and_clamp_it_is_the_standard_meta_step():
   task, _ = config_lib.make_tasks(c)
   opt = meta.make_optimizer(config_lib.meta_lrs(c), learner)
   a = b = meta.init_state(learner, opt, jax.random.key(0))
-  step_a = jax.jit(oml.make_meta_step(learner, task, opt, clamp=None, reset_row=False, jit=False))
-  step_b = jax.jit(meta.make_meta_step(learner, task, opt, jit=False))
+  est = oml_estimator.make(learner, task, clamp=None, reset_row=False)
+  step_a = jax.jit(meta.make_meta_step(est, opt, jit=False))
+  step_b = jax.jit(meta.make_meta_step(full.make(learner, task), opt, jit=False))
   for i in range(2):
     a, ma = step_a(a, jax.random.key(i), task.data)
     b, mb = step_b(b, jax.random.key(i), task.data)
@@ -232,16 +236,15 @@ def test_short_sine_oml_meta_training_lowers_the_loss():
   task, _ = config_lib.make_tasks(c)
   opt = meta.make_optimizer(config_lib.meta_lrs(c), learner)
   state = meta.init_state(learner, opt, jax.random.key(c.seed))
-  start = oml.evaluate_params(c, state.params, lifetimes=20)
-  step = oml.make_meta_step(learner, task, opt, clamp=c.oml.clamp or None,
-                            reset_row=c.oml.reset_row)
+  start = config_lib.ESTIMATORS["oml"].evaluate(c, state.params, 20)
+  step = meta.make_meta_step(config_lib.make_estimator(c, learner, task), opt)
   losses = []
   for i in range(300):
     state, m = step(state, jax.random.fold_in(jax.random.key(c.seed), i), task.data)
     losses.append(float(m["loss"]))
   assert np.isfinite(losses).all()
   assert np.mean(losses[-50:]) < 0.8 * np.mean(losses[:30]), (losses[:30], losses[-50:])
-  end = oml.evaluate_params(c, state.params, lifetimes=20)
+  end = config_lib.ESTIMATORS["oml"].evaluate(c, state.params, 20)
   assert end["mse"] < 0.85 * start["mse"] and end["lifetimes"] == 20
 
 
@@ -252,13 +255,13 @@ def test_omniglot_proxy_meta_steps_run_and_are_finite():
   """OML's network shape (84x84, 6 convs, dense, 1000-way readout; few channels) on synthetic data."""
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 20, 84, 84, 1), dtype=np.uint8)
-  task = oml.make_train_task(images, trajectory_classes=(20, 40), remember_classes=(0, 20))
+  task = oml_proxy.make_train_task(images, trajectory_classes=(20, 40), remember_classes=(0, 20))
   learner = learners.gradient(nets.conv_classifier(8, 32, 1000), (84, 84, 1), 2,
                               output="classification", lr=0.03)
   opt = meta.make_optimizer({"ff": 1e-4}, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   first = jax.tree.map(np.asarray, state.params)
-  step = oml.make_meta_step(learner, task, opt, meta_batch=2)
+  step = meta.make_meta_step(oml_estimator.make(learner, task, meta_batch=2), opt)
   for i in range(3):
     state, m = step(state, jax.random.key(i), task.data)
     assert bool(m["finite"]) and np.isfinite(float(m["loss"])) and float(m["grad_norm"]) > 0
@@ -375,7 +378,7 @@ def test_omniglot_tasks_from_a_config():
 def test_oml_configs_validate(name):
   c = load_config(name)
   config_lib.validate(c)
-  assert c.procedure == "oml" and c.learner == "gradient" and not c.gradient.learn_lr
+  assert c.estimator == "oml" and c.learner == "gradient" and not c.gradient.learn_lr
   if "sine" in name:
     assert c.plastic_layers == 3 and c.gradient.lr == 0.003 and c.seed == 1000
     assert tuple(c.meta.ff_milestones) == (1500, 2500, 3500) and c.meta.ff_decay == 0.3
@@ -397,7 +400,7 @@ def test_oml_configs_validate(name):
     ("oml_sine_iid", "oml.train_order", "shuffled", "config.oml.train_order"),
     ("oml_sine_iid", "meta.ff_milestones", (2500, 1500), "config.meta.ff_milestones"),
     ("oml_sine_iid", "meta.ff_decay", 1.5, "config.meta.ff_decay"),
-    ("oml_sine_iid", "procedure", "maml", "config.procedure"),
+    ("oml_sine_iid", "estimator", "maml", "config.estimator"),
 ])
 def test_bad_oml_fields_are_named(name, field, value, match):
   c = load_config(name)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flpjax import learners, meta, nets, parallel
+from flpjax.estimators import full
 from flpjax.tasks import sine
 
 
@@ -28,13 +29,13 @@ def test_runs_step_equals_independent_steps():
   states = states._replace(opt_state=meta.set_learning_rates(
       states.opt_state, {"alpha": jnp.array([1e-5, 1e-4, 1e-3, 1e-2])}))
   step_keys = jax.random.split(jax.random.key(1), 4)
-  single = meta.make_meta_step(learner, task, opt)
+  single = meta.make_meta_step(full.make(learner, task), opt)
   want = []
   for r in range(4):
     s = jax.tree.map(lambda a: a[r], states)
     want.append(single(s, step_keys[r], task.data)[0].params)
   before = np.asarray(states.params["alpha"]["1"])
-  got, metrics = meta.make_runs_meta_step(learner, task, opt)(states, step_keys, task.data)
+  got, metrics = meta.make_runs_meta_step(full.make(learner, task), opt)(states, step_keys, task.data)
   assert metrics["loss"].shape == (4,)
   for r in range(4):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[r], b, rtol=1e-5, atol=1e-7),
@@ -53,13 +54,14 @@ def test_sharded_runs_on_four_cpu_devices():
       import jax, jax.numpy as jnp, numpy as np
       import test_parallel as t
       from flpjax import meta, parallel
+      from flpjax.estimators import full
       assert len(jax.devices()) == 4, jax.devices()
       learner, task, opt, keys = t._setup()
       states = meta.init_states(learner, opt, keys)
       sharded = parallel.shard_runs(states)
       leaf = sharded.params["ff"][0]["w"]
       assert len(leaf.sharding.device_set) == 4, leaf.sharding
-      step = meta.make_runs_meta_step(learner, task, opt)
+      step = meta.make_runs_meta_step(full.make(learner, task), opt)
       step_keys = jax.random.split(jax.random.key(1), 4)
       out, m = step(sharded, step_keys, task.data)
       assert len(out.params["ff"][0]["w"].sharding.device_set) == 4

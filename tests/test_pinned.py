@@ -68,7 +68,7 @@ def _omniglot(procedure: str):
   if procedure == "oml":
     c.learner = "gradient"
     c.gradient.lr = 0.03
-    c.procedure = "oml"
+    c.estimator = "oml"
     c.oml.eval_lrs = (0.01, 1e-3)
     c.oml.lr_searches = 1
   else:

@@ -70,7 +70,7 @@ def test_runs_resume_exactly(tmp_path):
 
 
 def test_oml_procedure_through_train(tmp_path):
-  c = _tiny(steps=4, learner="gradient", procedure="oml", **{
+  c = _tiny(steps=4, learner="gradient", estimator="oml", **{
       "gradient.lr": 0.003, "meta.ff_milestones": (2,), "meta.lr.ff": 1e-3,
       "oml.reset_row": False, "oml.clamp": 0.0})
   result = train.train_and_evaluate(c, str(tmp_path / "oml"))

@@ -33,7 +33,7 @@ def get_config():
   c = config_lib.base_config()
   c.task = "mini_imagenet"
   c.order = "iid"
-  c.procedure = "oml"
+  c.estimator = "oml"
   c.seed = 10000
   c.learner = "gradient"
   c.plastic_layers = 2

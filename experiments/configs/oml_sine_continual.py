@@ -22,7 +22,7 @@ from flpjax import config as config_lib
 
 def get_config():
   c = config_lib.base_config()
-  c.procedure = "oml"
+  c.estimator = "oml"
   c.order = "continual"
   c.seed = 1000
   c.learner = "gradient"

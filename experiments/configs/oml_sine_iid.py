@@ -26,7 +26,7 @@ from flpjax import config as config_lib
 
 def get_config():
   c = config_lib.base_config()
-  c.procedure = "oml"
+  c.estimator = "oml"
   c.order = "iid"
   c.seed = 1000
   c.learner = "gradient"

@@ -1,0 +1,279 @@
+"""The settings schema: defaults and field-by-field checks (config as data).
+
+`base_config()` holds every field with its default; experiment files in
+``experiments/configs/`` start from it. The checks here are those that do not
+depend on which task, learner or estimator is named: each plug-in's own
+section is checked by its entry in `flpjax.experiment.registry`, and
+`registry.validate` runs both. A failed check raises `ConfigError` with a
+one-line message that names the field, what it got and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+from flpjax import lifetime, nets
+
+MATMUL_PRECISIONS = ("highest", "float32", "tensorfloat32", "bfloat16_3x", "default")
+
+
+class ConfigError(ValueError):
+  """A config field (or flag) has a bad value; the message names it."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults: the paper's sine FLP (3) i.i.d. row (Table 1, Table 3)."""
+  c = ml_collections.ConfigDict()
+  c.task = "sine"
+  c.order = "iid"  # 'iid' or 'continual'
+  c.seed = 0
+  # float32 matmuls at full precision: GPUs otherwise use TF32, which changes long
+  # Oja accumulations. 'default' or 'tensorfloat32' trade accuracy for speed.
+  c.matmul_precision = "highest"
+
+  c.sine = ml_collections.ConfigDict(dict(
+      n_functions=10, steps_per_function=40, batch_size=32, queries_per_function=32,
+      pool_size=400,  # fixed pool of training functions; 0 draws fresh functions per episode
+      pool_seed=1000,  # the pool's functions (shared by every run and seed, as the reference's)
+      mixed_batches=False,  # i.i.d. order: shuffle points instead of batches
+  ))
+  c.fewshot = ml_collections.ConfigDict(dict(
+      ways=5, shots=5, queries_per_class=5, image_size=84, data_dir="",
+      query_overlap=False,  # reference meta-training: query images may repeat support images
+      # >0: the last N meta-training classes are held out of meta-training and serve as
+      # validation classes (sweeps); mini-ImageNet validates on its own 'val' split.
+      validation_classes=0,
+  ))
+  c.net = ml_collections.ConfigDict(dict(
+      widths=nets.REGRESSION_WIDTHS,  # sine MLP hidden widths
+      channels=128, hidden=128, readout=1000,  # classification conv net
+      strides=(2, 1, 2, 1, 2, 2),  # one 3x3 'VALID' convolution per entry
+  ))
+
+  c.learner = "flp"
+  c.plastic_layers = 3
+  c.flp = ml_collections.ConfigDict(dict(
+      rule="oja", signal="error", presynaptic="pre", clip_beta=False, clamp_readout=False,
+      init_alpha=0.0, init_beta=0.5,
+  ))
+  c.gradient = ml_collections.ConfigDict(dict(
+      lr=0.003, learn_lr=False, second_order=False, reset_readout=False,
+  ))
+  # dfa / fa (feedback alignment learners, Figure 1): inner SGD along the feedback's
+  # credit signal; learn_feedback meta-learns B (dfa) / R (fa) and needs second_order.
+  c.alignment = ml_collections.ConfigDict(dict(
+      lr=0.003, second_order=False, learn_feedback=False, reset_readout=False,
+  ))
+  c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
+  # Section 7.1: workdir of a feature-reuse FLP run whose feed-forward initialisation
+  # (and readout plasticity/feedback) this run starts from, with more plastic layers;
+  # meta.lr.ff must be 0 so that the feed-forward initialisation stays frozen.
+  c.extend_from = ""
+
+  # The meta-gradient estimator (flpjax/estimators, registry.ESTIMATORS): 'full'
+  # (backprop through the whole lifetime, every row but one), 'oml' (the original OML
+  # procedure, REFERENCE-OML.md; needs learner='gradient'; the 'Original OML' rows),
+  # 'truncated' (backprop through truncated.window-step windows of a lifetime), 'es'
+  # (antithetic evolution strategies, forward passes only).
+  c.estimator = "full"
+  c.truncated = ml_collections.ConfigDict(dict(window=10))
+  c.es = ml_collections.ConfigDict(dict(population=16, sigma=0.01))
+  c.oml = ml_collections.ConfigDict(dict(
+      # Sine: stream order of meta-training. '' = config.order (default: the i.i.d.
+      # column meta-trains on i.i.d. streams as every other row, REFERENCE-OML 5);
+      # 'continual' = OML's only training order, evaluated on config.order.
+      train_order="",
+      # Few-shot proxy task (REFERENCE-OML 2.3, 3): S single-image inner steps on one
+      # trajectory class; a remember batch from other classes; [lo, hi) class ranges
+      # of the meta-training split (Omniglot defaults; mini-ImageNet (0, 64) twice).
+      steps=10, remember=10, trajectory_classes=(481, 963), remember_classes=(0, 481),
+      reset_row=True,  # re-initialise the trajectory class's readout row every episode
+      clamp=5.0,  # elementwise meta-gradient clamp; 0 = none (regression, REFERENCE-OML 1.4)
+      # Few-shot evaluation: 'adam' = OML's rule (readout reset, fc1 kept, inner Adam at
+      # the rate its search picks on support images); 'sgd' = FLP's gradient evaluation
+      # (no reset, SGD at gradient.lr). Regression always uses the shared protocol.
+      eval_rule="adam",
+      eval_lrs=(0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7),
+      lr_searches=5,
+  ))
+
+  c.meta = ml_collections.ConfigDict(dict(
+      steps=20000, batch_size=1, remat="step", chunk=0, max_nonfinite=10,
+  ))
+  # MultiStepLR of the 'ff' group: its rate is multiplied by ff_decay at each
+  # milestone (meta-steps). () = constant (FLP's runs; OML regression: (1500, 2500, 3500), 0.3).
+  c.meta.ff_milestones = ()
+  c.meta.ff_decay = 0.3
+  c.meta.lr = ml_collections.ConfigDict(dict(
+      ff=1e-4, fb=1e-4, alpha=1e-8, beta=1e-4,
+      alpha_readout=ml_collections.config_dict.placeholder(float),  # None: same as alpha
+      lr=1e-4,  # the gradient learner's per-parameter inner rates (gradient.learn_lr)
+  ))
+  c.eval = ml_collections.ConfigDict(dict(
+      lifetimes=50, batch=10, seed=103450, at_start=False,
+      validation_seed=7,  # lifetimes of held-out functions / validation classes (sweeps)
+  ))
+  # Independent runs meta-trained together as one vmapped program (sharded over the
+  # devices when there are several): run r uses seed + r. With sweep.lrs, run r
+  # uses sweep.lrs[r] as the meta-learning rate of group sweep.group.
+  c.runs = 1
+  c.sweep = ml_collections.ConfigDict(dict(group="alpha", lrs=()))
+  c.checkpoint_every = 100
+  c.keep_checkpoints = 3
+  c.log_every = 10
+  return c
+
+
+def load_file(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of an experiment config file (``experiments/configs/*.py``)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or not os.path.exists(path):
+    raise ConfigError(f"{path}: no such config file")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def set_field(config, path: str, value: Any) -> None:
+  """Sets the field ``'a.b.c'`` of ``config`` (as ``--config.a.b.c=value`` would)."""
+  node = config
+  *parents, last = path.split(".")
+  for p in parents:
+    node = node[p]
+  node[last] = value
+
+
+def _field(config, path: str) -> Any:
+  node = config
+  for part in path.split("."):
+    node = node[part]
+  return node
+
+
+def _fail(path: str, value: Any, expected: str) -> None:
+  raise ConfigError(f"config.{path}={value!r}: expected {expected}")
+
+
+def _check_choice(config, path: str, allowed: Iterable[str]) -> None:
+  value = _field(config, path)
+  allowed = tuple(allowed)
+  if value not in allowed:
+    _fail(path, value, "one of " + ", ".join(repr(a) for a in allowed))
+
+
+def _check_int(config, path: str, low: int | None = None, high: int | None = None) -> None:
+  value = _field(config, path)
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    _fail(path, value, "an integer")
+  if low is not None and value < low:
+    _fail(path, value, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""))
+  if high is not None and value > high:
+    _fail(path, value, f"an integer <= {high}" + (f" and >= {low}" if low is not None else ""))
+
+
+def _check_float(config, path: str, low: float | None = None, high: float | None = None) -> None:
+  value = _field(config, path)
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    _fail(path, value, "a finite number")
+  if (low is not None and value < low) or (high is not None and value > high):
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    _fail(path, value, f"a number in [{lo}, {hi}]")
+
+
+def _check_bool(config, path: str) -> None:
+  value = _field(config, path)
+  if not isinstance(value, bool):
+    _fail(path, value, "True or False")
+
+
+def _check_rates(config, path: str, allow_empty: bool = True) -> None:
+  values = _field(config, path)
+  if (not isinstance(values, (tuple, list)) or (not values and not allow_empty)
+      or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1
+             for v in values)):
+    _fail(path, values, "a tuple of learning rates in (0, 1]")
+
+
+def validate_common(config) -> None:
+  """Checks the fields that every task, learner and estimator shares."""
+  _check_int(config, "seed", 0)
+  _check_choice(config, "matmul_precision", MATMUL_PRECISIONS)
+  _check_int(config, "meta.steps", 0)
+  _check_int(config, "meta.batch_size", 1)
+  _check_choice(config, "meta.remat", lifetime.REMATS)
+  _check_int(config, "meta.chunk", 0)
+  _check_int(config, "meta.max_nonfinite", 1)
+  for group in ("ff", "fb", "alpha", "beta", "lr"):
+    _check_float(config, f"meta.lr.{group}", 0.0, 1.0)
+  if config.meta.lr.alpha_readout is not None:
+    _check_float(config, "meta.lr.alpha_readout", 0.0, 1.0)
+  _check_int(config, "eval.lifetimes", 1)
+  _check_int(config, "eval.batch", 1)
+  _check_int(config, "eval.seed", 0)
+  _check_int(config, "eval.validation_seed", 0)
+  _check_int(config, "runs", 1)
+  _check_rates(config, "sweep.lrs")
+  if config.sweep.lrs and config.runs != len(config.sweep.lrs):
+    _fail("runs", config.runs, f"len(sweep.lrs) = {len(config.sweep.lrs)} (one run per swept rate)")
+  _check_bool(config, "eval.at_start")
+  _check_int(config, "checkpoint_every", 1)
+  _check_int(config, "keep_checkpoints", 1)
+  _check_int(config, "log_every", 1)
+  if not isinstance(config.init_ff_from, str):
+    _fail("init_ff_from", config.init_ff_from, "a workdir path or ''")
+  if not isinstance(config.extend_from, str):
+    _fail("extend_from", config.extend_from, "a workdir path or ''")
+  if config.extend_from:
+    if config.init_ff_from:
+      _fail("extend_from", config.extend_from, "'' when config.init_ff_from is set (one source)")
+    if config.meta.lr.ff != 0:
+      _fail("meta.lr.ff", config.meta.lr.ff, "0 with config.extend_from (section 7.1: the "
+            "feed-forward initialisation stays frozen)")
+    if config.learner != "flp":
+      _fail("learner", config.learner, "'flp' with config.extend_from")
+  milestones = config.meta.ff_milestones
+  if (not isinstance(milestones, (tuple, list))
+      or any(isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1
+             for m in milestones)
+      or list(milestones) != sorted(set(milestones))):
+    _fail("meta.ff_milestones", milestones, "a tuple of increasing positive integers")
+  _check_float(config, "meta.ff_decay", 0.0, 1.0)
+
+
+#: Renamed fields of configs saved by earlier versions: old path -> (new path, value map).
+RENAMED = {"procedure": ("estimator", {"standard": "full", "oml": "oml"})}
+
+
+def migrate(saved: dict) -> dict:
+  """A config saved by an earlier version (a JSON dict) in today's field names.
+
+  ``procedure='standard'|'oml'`` became ``estimator='full'|'oml'``; the
+  gradient learner's meta-learned inner rates, the ``'alpha'`` group, became
+  ``'lr'`` (no committed run used them).
+  """
+  saved = dict(saved)
+  for old, (new, values) in RENAMED.items():
+    if old in saved:
+      value = saved.pop(old)
+      saved.setdefault(new, values.get(value, value))
+  return saved
+
+
+def with_defaults(saved: dict) -> dict:
+  """A saved config over today's defaults: fields added since then take their defaults."""
+
+  def merge(default, value):
+    if not (isinstance(default, dict) and isinstance(value, dict)):
+      return value
+    return {**default, **{k: merge(default.get(k), v) for k, v in value.items()}}
+
+  return merge(json.loads(base_config().to_json_best_effort()), migrate(saved))

@@ -1,0 +1,20 @@
+"""Learners: what one lifetime step does (`base.Learner`).
+
+* `flp`: feedback and local plasticity (the paper's learner).
+* `gradient`: inner SGD on the plastic layers (exact gradients; OML-style baseline).
+* `dfa`: direct feedback alignment; `fa`: feedback alignment (Figure 1's family).
+
+Adding one: a module here whose constructor returns a `Learner`, and one line
+in `flpjax.experiment.registry.LEARNERS`.
+"""
+
+from flpjax.learners.base import (Example, Learner, check_structure, group_names, inner_loss,
+                                  param_labels)
+from flpjax.learners.dfa import dfa
+from flpjax.learners.fa import fa
+from flpjax.learners.flp import flp
+from flpjax.learners.gradient import gradient
+from flpjax.types import FastState, Group, Params
+
+__all__ = ["Example", "FastState", "Group", "Learner", "Params", "check_structure", "dfa",
+           "fa", "flp", "gradient", "group_names", "inner_loss", "param_labels"]

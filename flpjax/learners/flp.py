@@ -1,0 +1,137 @@
+"""FLP: feedback and local plasticity (the paper's learner; REFERENCE.md 2 and 3).
+
+Meta-parameter groups (`Learner.groups`):
+
+  'ff'    : [{'w', 'b'}] * n_layers     initial feed-forward weights, frozen layers too
+  'fb'    : {layer: {'B': (out, m), 'c': (out,)}}    feedback weights
+  'alpha' : {layer: (out, in)}          per-synapse plasticity; the readout's entry is
+                                        labelled 'alpha_readout' (its own rate, Table 4)
+  'beta'  : {layer: ()}                 feedback strength
+
+Fast state: ``{layer: {'w': (out, in)}}`` (biases are not plastic).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from flpjax import feedback as fb_lib
+from flpjax import nets
+from flpjax import plasticity
+from flpjax.learners import base
+from flpjax.learners.base import Example, Learner
+from flpjax.types import FastState, Group, Params
+
+FB = Group("fb", 1e-4, "feedback weights B and biases c of every fed plastic layer")
+ALPHA = Group("alpha", 1e-8, "per-synapse plasticity of the non-readout plastic layers")
+ALPHA_READOUT = Group("alpha_readout", 1e-8, "per-synapse plasticity of the readout",
+                      fallback="alpha")
+BETA = Group("beta", 1e-4, "feedback strength of every fed plastic layer")
+
+
+def flp(
+    layers: Sequence[nets.Layer],
+    input_shape: Sequence[int],
+    n_plastic: int,
+    *,
+    output: fb_lib.Output = "regression",
+    rule: str = "oja",
+    signal: fb_lib.Signal = "error",
+    presynaptic: Literal["pre", "post"] = "pre",
+    clip_beta: bool = False,
+    clamp_readout: bool = False,
+    init_alpha: float = 0.0,
+    init_beta: float = 0.5,
+) -> Learner:
+  """Feedback and local plasticity (REFERENCE.md 2 and 3).
+
+  One step on a batch ``(h, y)``: forward through the plastic layers with the
+  current fast weights; the signal (error or target) is projected to every
+  plastic layer ``l`` as ``f_l = ReLU(s B_l^T + c_l)``; the post-synaptic
+  activity is ``beta_l f_l + (1 - beta_l) h_l`` (or the target itself for a
+  clamped readout); the local rule updates ``W_l`` from the pre-synaptic
+  activity and that post-synaptic activity, with per-synapse ``alpha_l``.
+  Biases are not plastic.
+
+  Args:
+    layers: the network (`nets.regression_mlp`, `nets.conv_classifier`).
+    input_shape: shape of one input example.
+    n_plastic: number of plastic layers, counted from the output; 1 is the
+      feature-reuse control (only the readout learns).
+    output: ``'regression'`` (targets ``(B, m)``) or ``'classification'``
+      (integer labels ``(B,)``, one-hot over the readout width).
+    rule: ``'oja'`` or ``'hebb'`` (applied on every step).
+    signal: feedback from the ``'error'`` or the ``'target'``.
+    presynaptic: ``'pre'``: pre-synaptic activity is the feed-forward activity
+      before feedback (the reference and the paper's results); ``'post'``: the
+      presynaptic layer's post-feedback activity when that layer is plastic.
+    clip_beta: clip every feedback strength to [0, 1] (the paper's range; the
+      reference leaves it unconstrained).
+    clamp_readout: the readout's post-synaptic activity is the (one-hot)
+      target; the readout then has no feedback weights or feedback strength.
+      On for classification in the reference, off for regression.
+    init_alpha: initial plasticity of every synapse (paper: 0).
+    init_beta: initial feedback strength (paper: 0.5 regression, 1.0 classification).
+
+  Returns:
+    The `Learner`.
+  """
+  layers = tuple(layers)
+  plastic = base.check_structure(layers, n_plastic)
+  readout = len(layers) - 1
+  in_dims = nets.input_dims(layers, input_shape)
+  width = layers[readout].features
+  update = plasticity.get_rule(rule)
+  if signal not in fb_lib.SIGNALS:
+    raise ValueError(f"unknown feedback signal {signal!r}; expected one of {fb_lib.SIGNALS}")
+  if presynaptic not in ("pre", "post"):
+    raise ValueError(f"presynaptic must be 'pre' or 'post', got {presynaptic!r}")
+  fed = tuple(l for l in plastic if not (clamp_readout and l == readout))
+
+  def init_params(key: jax.Array) -> Params:
+    k_ff, k_fb = jax.random.split(key)
+    fb = {}
+    for l, k in zip(fed, jax.random.split(k_fb, max(len(fed), 1))):
+      # kaiming normal with fan_in = m (the signal's width), as the reference.
+      std = math.sqrt(2.0 / width)
+      fb[str(l)] = {"B": std * jax.random.normal(k, (layers[l].features, width)),
+                    "c": jnp.zeros((layers[l].features,))}
+    return {
+        "ff": nets.init(k_ff, layers, input_shape),
+        "fb": fb,
+        "alpha": {str(l): jnp.full((layers[l].features, in_dims[l]), init_alpha, jnp.float32)
+                  for l in plastic},
+        "beta": {str(l): jnp.asarray(init_beta, jnp.float32) for l in fed},
+    }
+
+  def init(params: Params, key: jax.Array | None = None) -> FastState:
+    del key
+    return {str(l): {"w": params["ff"][l]["w"]} for l in plastic}
+
+  def predict(params: Params, fast: FastState, h: jax.Array) -> jax.Array:
+    return base.plastic_forward(layers, plastic, params, fast, h)[-1]
+
+  def step(params: Params, fast: FastState, example: Example) -> FastState:
+    h, y = example
+    hs = base.plastic_forward(layers, plastic, params, fast, h)
+    target = fb_lib.encode_target(y, output, width)
+    s = fb_lib.signal(target, hs[-1], signal, output)
+    new, posts = {}, {}
+    for i, l in enumerate(plastic):
+      if l in fed:
+        f = fb_lib.project(params["fb"][str(l)], s)
+        post = fb_lib.mix(hs[i + 1], f, params["beta"][str(l)], clip_beta)
+      else:
+        post = target
+      posts[l] = post
+      pre = posts[l - 1] if presynaptic == "post" and (l - 1) in posts else hs[i]
+      new[str(l)] = {"w": update(fast[str(l)]["w"], pre, post, params["alpha"][str(l)])}
+    return new
+
+  groups = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA) if fed else (base.FF, ALPHA, ALPHA_READOUT)
+  return Learner(init_params, init, base.encoder(layers, plastic), step, predict, plastic,
+                 readout, groups, base.labels_with_readout("alpha", readout), base.weights_of)
