@@ -26,16 +26,16 @@ from absl import app, flags
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIGS = os.path.join(_REPO, "experiments", "configs")
 
-# case -> (config file, overrides)
+# case -> (config string under experiments/configs/, overrides); paper scale
 CASES = {
-    "sine_flp3_iid": ("sine_flp3_iid.py", {}),
-    "sine_flp9_iid": ("sine_flp9_iid.py", {}),
-    "sine_grad3_fo": ("sine_grad3_iid.py", {}),
-    "sine_grad3_so": ("sine_grad3_iid.py", {"gradient.second_order": True}),
-    "omniglot_flp2": ("omniglot_flp2.py", {}),
-    "omniglot_grad2": ("omniglot_grad2.py", {}),
-    "mini_imagenet_flp2": ("mini_imagenet_flp2.py", {}),
-    "mini_imagenet_grad2": ("mini_imagenet_grad2.py", {}),
+    "sine_flp3_iid": ("sine.py:row=flp3,order=iid", {}),
+    "sine_flp9_iid": ("sine.py:row=flp9,order=iid", {}),
+    "sine_grad3_fo": ("sine.py:row=grad3,order=iid", {}),
+    "sine_grad3_so": ("sine.py:row=grad3,order=iid", {"gradient.second_order": True}),
+    "omniglot_flp2": ("fewshot.py:dataset=omniglot,row=flp2", {}),
+    "omniglot_grad2": ("fewshot.py:dataset=omniglot,row=grad2", {}),
+    "mini_imagenet_flp2": ("fewshot.py:dataset=mini_imagenet,row=flp2", {}),
+    "mini_imagenet_grad2": ("fewshot.py:dataset=mini_imagenet,row=grad2", {}),
 }
 
 _CASES = flags.DEFINE_list("cases", None, f"Cases to run (default: all of {list(CASES)}).")

@@ -4,18 +4,27 @@ r"""Reproduces a cell (or a row) of the paper's Table 1 or 2 from code, resumabl
   python experiments/reproduce.py --table=2 --row=flp2 --columns=omniglot --scale=paper --seeds=5
   python experiments/reproduce.py --tables_only      # only regenerate results/RESULTS.md
 
-For every cell of the row (or of ``--columns``) it takes the row's experiment
-config (``experiments/configs/``), applies the scale (``paper``: as is;
-``reduced``: `REDUCED`, small enough for a CPU), and meta-trains ``--seeds``
-independent networks as one `vmap`ped program (``config.runs``; the paper
-averaged 2 regression and 5 classification networks). With a plasticity
-sweep (``--sweep``, default on at reduced scale), the plasticity meta-learning
-rate of each network is first chosen among `SWEEPS` on held-out functions /
-validation classes (never the meta-test classes), as the paper did for every
-network (B.1). Calling it again continues where it stopped (every run resumes
-from its workdir). It writes ``results/table<k>/<cell>.json`` (meta-steps done,
-scale and what was reduced, seeds, device, wall time, mean and standard error
-over the networks) and regenerates ``results/RESULTS.md``.
+Every cell of the row (or of ``--columns``) is one config string
+(`config_string`): ``experiments/configs/sine.py`` (Table 1) or
+``experiments/configs/fewshot.py`` (Table 2) with the row, column and scale as
+its argument, e.g. ``experiments/configs/sine.py:row=flp3,order=continual,scale=reduced``.
+The scales (``paper``; ``reduced``, small enough for a CPU), the plasticity
+sweeps, the validation classes and the runs a network starts from are in
+those files; this script only builds the strings and runs them. With a
+plasticity sweep (``--sweep``, default on at reduced scale) it first runs the
+cell's string with ``sweep=true`` (one network per rate, compared on held-out
+functions / validation classes, never the meta-test classes, as the paper did
+for every network, B.1); then it meta-trains ``--seeds`` independent networks
+as one `vmap`ped program (``runs=``; the paper averaged 2 regression and 5
+classification networks) with the chosen rate (``plasticity_lr=``), gradient
+rows starting from the FLP cell of their column (``init_ff_from=``, B.2).
+Calling it again continues where it stopped (every run resumes from its
+workdir). It writes ``results/table<k>/<cell>.json`` (the exact config strings
+run, meta-steps done, scale and what was reduced, seeds, device, wall time,
+mean and standard error over the networks) and regenerates
+``results/RESULTS.md``. Results written before the config strings name a
+config file instead (``"config": "sine_flp3_continual"``): the file of the
+same name in the git history, patched for the reduced scale as recorded.
 """
 
 from __future__ import annotations
@@ -59,43 +68,38 @@ COLUMN_NAMES = {"iid": "i.i.d. learning", "continual": "Continual learning",
                 "mini_imagenet": "Mini-ImageNet"}
 
 
-def config_name(table: str, row: str, column: str) -> str:
-  """The experiment config file (without .py) of a cell."""
+CONFIGS = "experiments/configs"
+
+
+def _arg_value(value) -> str:
+  if value is True:
+    return "true"
+  text = repr(value) if isinstance(value, float) else str(value)
+  if "," in text:
+    raise ValueError(f"{text!r}: a config string argument cannot hold ','")
+  return text
+
+
+def config_string(table: str, row: str, column: str, scale: str, **args) -> str:
+  """The config string of a cell (relative to the repository), with ``args`` appended.
+
+  ``args`` with value None, False or '' are left out (the configs' defaults).
+  """
   if table == "1":
-    return f"oml_sine_{column}" if row == "oml3" else f"sine_{row}_{column}"
-  if row == "oml2":
-    return f"oml_{column}"
-  return f"{column}_{row}"
+    head = f"{CONFIGS}/sine.py:row={row},order={column}"
+  else:
+    dataset, order = (("omniglot", "continual") if column == "omniglot_continual"
+                      else (column, "iid"))
+    head = f"{CONFIGS}/fewshot.py:dataset={dataset},order={order},row={row}"
+  return ",".join([head, f"scale={scale}"] + [f"{k}={_arg_value(v)}" for k, v in args.items()
+                                              if v is not None and v is not False and v != ""])
 
 
-# Reduced scale: what changes (field -> value), per task family. Recorded in the results.
-REDUCED = {
-    "sine": {
-        "net.widths": (64,) * 8, "sine.n_functions": 5, "sine.steps_per_function": 8,
-        "sine.batch_size": 16, "sine.queries_per_function": 32, "sine.pool_size": 200,
-        "meta.steps": 4000, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3, "meta.lr.beta": 1e-3,
-        "eval.lifetimes": 50, "checkpoint_every": 500, "log_every": 250,
-    },
-    "sine_gradient": {"meta.lr.ff": 1e-4},
-    "fewshot": {
-        "fewshot.image_size": 28, "net.strides": (2, 2, 2), "net.channels": 32, "net.hidden": 64,
-        "meta.steps": 1500, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3,
-        "eval.lifetimes": 200, "eval.batch": 50, "checkpoint_every": 500, "log_every": 250,
-    },
-    "fewshot_flp": {"meta.lr.alpha_readout": 1e-2},
-    "oml_fewshot": {"net.channels": 32, "net.hidden": 64},
-}
-# Plasticity meta-learning rates swept per network (B.1: orders of magnitude).
-SWEEPS = {
-    ("sine", "flp", "paper"): (1e-6, 1e-7, 1e-8, 1e-9),        # Table 3
-    ("sine", "flp", "reduced"): (1e-6, 3e-7, 1e-7),
-    ("sine", "gradient", "paper"): (1e-5, 1e-6, 1e-7),
-    ("sine", "gradient", "reduced"): (1e-5, 1e-6, 1e-7),
-    ("fewshot", "flp", "paper"): (1e-2, 1e-3, 1e-4, 1e-5),      # Table 4 (penultimate)
-    ("fewshot", "flp", "reduced"): (1e-2, 1e-3),
-    ("fewshot", "gradient", "paper"): (1e-3, 1e-4, 1e-5),
-    ("fewshot", "gradient", "reduced"): (1e-3, 1e-4),
-}
+def _path_arg(path: str) -> str:
+  """``path`` for a config string: relative to the working directory when inside it."""
+  rel = os.path.relpath(path)
+  return os.path.abspath(path) if rel.startswith("..") else rel
+
 
 _TABLE = flags.DEFINE_enum("table", None, ["1", "2"], "Which table.")
 _ROW = flags.DEFINE_string("row", None, "Row: " + ", ".join(ROW_NAMES))
@@ -120,30 +124,31 @@ _PARAMS = flags.DEFINE_string(
     "(train.export_params, e.g. trained on a GPU) instead of training.")
 
 
-def load_config(name: str):
+def load_config(string: str):
+  """The config of a config string (`config_string`)."""
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  return config_lib.load_file(os.path.join(REPO, "experiments", "configs", name + ".py"))
+  return config_lib.load_file(os.path.join(REPO, string))
 
 
-def family(config) -> str:
-  return "sine" if config.task == "sine" else "fewshot"
+def _flat(config) -> dict:
+  out = {}
+
+  def walk(prefix, node):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        walk(f"{prefix}{k}.", v)
+      else:
+        out[prefix + k] = v
+
+  walk("", json.loads(config.to_json_best_effort()))
+  return out
 
 
-def scaled(config, scale: str) -> tuple[object, dict]:
-  """The config at ``scale`` and the dict of what was changed."""
-  changes = {}
-  if scale == "reduced":
-    changes.update(REDUCED[family(config)])
-    if config.task == "sine" and config.learner == "gradient":
-      changes.update(REDUCED["sine_gradient"])
-    if config.task != "sine" and config.learner == "flp":
-      changes.update(REDUCED["fewshot_flp"])
-    if config.task != "sine" and config.estimator == "oml":
-      changes.update(REDUCED["oml_fewshot"])
-  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  for path, value in changes.items():
-    config_lib.set_field(config, path, value)
-  return config, changes
+def reduced_changes(table: str, row: str, column: str) -> dict:
+  """The fields in which a cell's reduced-scale config differs from its paper one."""
+  paper = _flat(load_config(config_string(table, row, column, "paper")))
+  reduced = _flat(load_config(config_string(table, row, column, "reduced")))
+  return {k: v for k, v in reduced.items() if paper.get(k) != v}
 
 
 def summarize_result(result: dict) -> dict:
@@ -186,19 +191,18 @@ def summarize_result(result: dict) -> dict:
   return out
 
 
-def sweep_group(config) -> str:
-  """The plasticity group swept: the readout's alone when only the readout is plastic."""
-  if config.plastic_layers == 1 and config.meta.lr.alpha_readout is not None:
-    return "alpha_readout"
-  return "alpha"
-
-
 def _json(path, default=None):
   try:
     with open(path) as f:
       return json.load(f)
   except (OSError, json.JSONDecodeError):
     return default
+
+
+def _data_dir(config, data_dir: str):
+  if data_dir:  # where this machine keeps the data: not part of the experiment
+    config.fewshot.data_dir = data_dir
+  return config
 
 
 def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep: bool,
@@ -208,40 +212,39 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax import datasets, train  # pylint: disable=g-import-not-at-top
 
-  name = config_name(table, row, column)
-  config, changes = scaled(load_config(name), scale)
-  if data_dir:
-    config.fewshot.data_dir = data_dir
+  config = load_config(config_string(table, row, column, scale))
   cell_dir = os.path.join(root, f"table{table}", scale, f"{row}_{column}")
   os.makedirs(cell_dir, exist_ok=True)
   clock = _json(os.path.join(cell_dir, "wall.json"), {"wall_s": 0.0})
   t0 = time.time()
-  record = {"table": table, "row": row, "column": column, "config": name, "scale": scale,
-            "reduced": {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()},
+  record = {"table": table, "row": row, "column": column,
+            "config": config_string(table, row, column, scale, runs=seeds), "scale": scale,
+            "reduced": reduced_changes(table, row, column) if scale == "reduced" else {},
             "seeds": seeds, "workdir": os.path.relpath(cell_dir, REPO)}
   try:
     chosen = None
-    if sweep and config.estimator != "oml":
-      group = sweep_group(config)
-      lrs = SWEEPS[(family(config), config.learner, scale)]
-      sc = config.copy_and_resolve_references()
-      sc.runs, sc.sweep.group, sc.sweep.lrs = len(lrs), group, tuple(lrs)
-      if config.task == "omniglot":
-        sc.fewshot.validation_classes = 100  # held out of the sweep's meta-training
-      logging.info("%s: sweeping %s over %s", name, group, lrs)
+    if sweep and config.learner in ("flp",) and config.estimator != "oml":  # rows with a sweep
+      string = config_string(table, row, column, scale, sweep=True)
+      sc = _data_dir(load_config(string), data_dir)
+      record["sweep_config"] = string
+      logging.info("%s: sweeping %s over %s", string, sc.sweep.group, tuple(sc.sweep.lrs))
       swept = train.train_and_evaluate(sc, os.path.join(cell_dir, "sweep"))["sweep"]
       chosen = swept["best_lr"]
       if chosen is None:
         raise RuntimeError(f"every swept rate diverged: {swept}")
-      config.meta.lr[group] = chosen
       record["sweep"] = swept
-    config.runs = seeds
+    source = None
     if row.startswith("grad"):  # B.2: initialise from the FLP network of the same column
       source = os.path.join(root, f"table{table}", scale,
                             f"{'flp3' if table == '1' else 'flp2'}_{column}", "final")
       if os.path.isdir(os.path.join(source, "checkpoints")):
-        config.init_ff_from = source
-        record["init_ff_from"] = os.path.relpath(source, REPO)
+        source = _path_arg(source)
+        record["init_ff_from"] = source
+      else:
+        source = None
+    record["config"] = config_string(table, row, column, scale, runs=seeds, plasticity_lr=chosen,
+                                     init_ff_from=source)
+    config = _data_dir(load_config(record["config"]), data_dir)
     result = train.train_and_evaluate(config, os.path.join(cell_dir, "final"))
   except (datasets.DataError, config_lib.ConfigError, FileNotFoundError) as e:
     record.update({"status": "not run", "reason": str(e).splitlines()[0]})
@@ -262,16 +265,14 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
   reuse = _json(os.path.join(results_dir, "table1", "reuse1.json"), {}).get(scale, {}).get("continual")
   if not (os.path.isdir(source) and flp3 and reuse):
     sys.exit(f"error: run the feature reuse (1) and FLP (3) continual cells at {scale} scale first")
-  config, changes = scaled(load_config("sine_section71_continual"), scale)
-  config.meta.lr.ff = 0.0
-  config.extend_from = source
-  config.runs = len(reuse["per_seed"])
-  if flp3.get("chosen_plasticity_lr"):
-    config.meta.lr.alpha = flp3["chosen_plasticity_lr"]
+  string = config_string("1", "section71", "continual", scale, runs=len(reuse["per_seed"]),
+                         plasticity_lr=flp3.get("chosen_plasticity_lr") or None,
+                         extend_from=_path_arg(source))
+  config = load_config(string)
   t0 = time.time()
   result = train.train_and_evaluate(config, os.path.join(root, "table1", scale, "section71"))
-  record = {"scale": scale, "reduced": {k: list(v) if isinstance(v, tuple) else v
-                                        for k, v in changes.items() if k != "meta.lr.ff"},
+  record = {"config": string, "scale": scale,
+            "reduced": reduced_changes("1", "section71", "continual") if scale == "reduced" else {},
             "meta_steps": int(result["step"]), "seeds": config.runs,
             "plasticity_lr": config.meta.lr.alpha, "device": summary.device_name(),
             "wall_s": round(time.time() - t0, 1),
@@ -283,23 +284,28 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
 
 def cell_from_params(table: str, row: str, column: str, path: str, scale: str,
                      data_dir: str = "") -> dict:
-  """A cell's record from meta-parameters stored by `train.export_params` (no training)."""
+  """A cell's record from meta-parameters stored by `train.export_params` (no training).
+
+  The stored config (in ``<path>.json``) is the one evaluated; the record's
+  ``config`` names the cell's config string, whose meta-steps the stored ones
+  are compared with.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from flpjax import train  # pylint: disable=g-import-not-at-top
   config, params, step = train.load_params_file(path)
-  if data_dir:
-    config.fewshot.data_dir = data_dir
+  _data_dir(config, data_dir)
   if _EVAL_BATCH.value:
     config.eval.batch = _EVAL_BATCH.value
   info = _json(path + ".json", {})
   t0 = time.time()
   result = train.evaluate_params(config, params)
   metric = "mse" if "mse" in result else "error"
-  target = load_config(config_name(table, row, column)).meta.steps
+  string = config_string(table, row, column, scale)
+  target = load_config(string).meta.steps
   note = f"meta-parameters from {os.path.relpath(path, REPO)}"
   if step < target:
     note += f"; partial: {step} of {target} meta-steps"
-  return {"table": table, "row": row, "column": column, "config": config_name(table, row, column),
+  return {"table": table, "row": row, "column": column, "config": string,
           "scale": scale, "reduced": {}, "seeds": 1, "status": "done", "metric": metric,
           "meta_steps": step, "device": info.get("device", "see the note"),
           "evaluated_on": jax.devices()[0].device_kind, "cpu_or_gpu": summary.device_name(),
@@ -373,6 +379,43 @@ def _claims(results) -> list[str]:
   return lines
 
 
+def _show(value):
+  return str(tuple(value)) if isinstance(value, list) else str(value)
+
+
+def _by_rows(table: str, describe) -> dict:
+  """``{description: [rows]}``: the table's rows grouped by ``describe(table, row, column)``."""
+  groups = {}
+  for row in PAPER[table]:
+    texts = {describe(table, row, column) for column in COLUMNS[table]}
+    for text in texts:
+      if text:
+        groups.setdefault(text, []).append(row)
+  return groups
+
+
+def _reduced_lines() -> list[str]:
+  lines = []
+  for table, name in (("1", "sine.py"), ("2", "fewshot.py")):
+    describe = lambda *cell: ", ".join(f"`{k}={_show(v)}`"
+                                       for k, v in reduced_changes(*cell).items())
+    for text, rows in _by_rows(table, describe).items():
+      lines.append(f"* `{name}` rows {', '.join(rows)}: {text}")
+  return lines
+
+
+def _sweep_text() -> str:
+  def describe(table, row, column):
+    config = load_config(config_string(table, row, column, "reduced"))
+    if config.estimator == "oml" or config.learner != "flp":  # no plasticity to sweep
+      return ""
+    config = load_config(config_string(table, row, column, "reduced", sweep=True))
+    return f"`{config.sweep.group}` in {_show(list(config.sweep.lrs))}"
+
+  return "; ".join(f"Table {table} {', '.join(rows)}: {text}" for table in ("1", "2")
+                   for text, rows in _by_rows(table, describe).items())
+
+
 def write_results_md(results_dir: str) -> str:
   """Regenerates ``results/RESULTS.md`` from the stored results; returns its path."""
   results = load_results(results_dir)
@@ -438,13 +481,12 @@ def write_results_md(results_dir: str) -> str:
             + "**; FLP (3) from scratch below it: **"
             + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
   out += ["## What reduced means", "",
-          "Reduced-scale cells change these config fields (the rest is the paper's row):", ""]
-  for fam, changes in REDUCED.items():
-    out.append(f"* `{fam}`: " + ", ".join(f"`{k}={v}`" for k, v in changes.items()))
+          "Reduced-scale cells (`scale=reduced` in their config string) change these config",
+          "fields (the rest is the paper's row):", ""]
+  out += _reduced_lines()
   out += ["", "Plasticity meta-learning rates are chosen per network by a sweep on held-out",
-          "functions / validation classes (never the meta-test classes): "
-          + "; ".join(f"{f} {l} {s}: {v}" for (f, l, s), v in SWEEPS.items() if s == "reduced")
-          + ". The chosen rate is in each cell's JSON.", ""]
+          "functions / validation classes (never the meta-test classes; `sweep=true`): "
+          + _sweep_text() + ". The chosen rate is in each cell's JSON.", ""]
   path = os.path.join(results_dir, "RESULTS.md")
   os.makedirs(results_dir, exist_ok=True)
   with open(path, "w") as f:

@@ -1,8 +1,10 @@
 r"""Meta-trains one configuration and evaluates it; resumes from the workdir.
 
-  python experiments/train.py --config=experiments/configs/sine_flp3_iid.py \
+  python experiments/train.py --config=experiments/configs/sine.py:row=flp3,order=iid \
       --workdir=workdirs/sine_flp3_iid
 
+``--config=FILE:ARG`` passes ARG to the file's ``get_config`` (the row, column
+and scale of experiments/configs/sine.py and fewshot.py; see their docstrings).
 Any config field can be overridden, e.g. ``--config.meta.steps=1000``. Run the
 same command again to resume an interrupted run from its latest checkpoint
 (``--config.meta.steps`` may be raised to extend a finished one). Exit status:

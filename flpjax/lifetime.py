@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Literal
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -98,7 +99,9 @@ def run(
 def run_encoded(learner: Learner, params: Params, h: jax.Array, ys: jax.Array, *,
                 key: jax.Array | None = None, fast: FastState | None = None,
                 remat: Remat = "step", chunk: int | None = None, observe=None):
-  """`run` on a stream already through the frozen trunk: ``h (T, B, d)``."""
+  """`run` on a stream already through the frozen trunk: ``h (T, B, d)``, ``ys (T, B, ...)``."""
+  chex.assert_rank(h, 3)
+  chex.assert_equal_shape_prefix((h, ys), 2)  # one target per example, step for step
   if fast is None:
     fast = learner.init(params, key)
 

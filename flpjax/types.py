@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Literal, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -83,6 +84,7 @@ def loss(output: str, y_hat: jax.Array, y: jax.Array) -> jax.Array:
   Classification: mean cross-entropy of integer labels ``(B,)`` over all
   readout logits (the reference's 1000-way softmax).
   """
+  chex.assert_equal_shape_prefix((y_hat, y), 1)
   if output == "classification":
     logp = jax.nn.log_softmax(y_hat, axis=-1)
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=-1))

@@ -1,5 +1,6 @@
 """Figure 2 analyses and the Section 7.1 helper on cases with known answers."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -320,7 +321,7 @@ def test_extend_plasticity_keeps_ff_bit_identical_while_the_rest_moves():
   for i in range(3):
     state, metrics = step(state, jax.random.key(10 + i), task.data)
     assert bool(metrics["finite"])
-  jax.tree.map(np.testing.assert_array_equal, state.params["ff"], source["ff"])
+  chex.assert_trees_all_equal(state.params["ff"], source["ff"])
   for group in ("fb", "alpha", "beta"):
     for path, before in jax.tree_util.tree_leaves_with_path(start[group]):
       after = dict(jax.tree_util.tree_leaves_with_path(state.params[group]))[path]

@@ -104,9 +104,10 @@ def _tmp_kwargs(tmp_path: pathlib.Path, image_size: int = SIZE) -> dict:
 
 def test_default_data_dir_and_env_override(monkeypatch, tmp_path):
   repo_root = pathlib.Path(__file__).resolve().parents[1]
-  assert datasets.DEFAULT_DATA_DIR == (repo_root / ".." / "shared" / "data").resolve()
+  # Resolved on both sides: ../shared (or the data folder) may be a symbolic link.
+  assert datasets.DEFAULT_DATA_DIR.resolve() == (repo_root / ".." / "shared" / "data").resolve()
   monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
-  assert _common.data_dir() == datasets.DEFAULT_DATA_DIR
+  assert _common.data_dir() == datasets.DEFAULT_DATA_DIR.resolve()
   (tmp_path / "omniglot").mkdir()
   monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
   assert datasets.dataset_dir("omniglot") == tmp_path.resolve() / "omniglot"

@@ -1,5 +1,6 @@
 """Direct feedback alignment and feedback alignment (Figure 1's family) against NumPy float64."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -255,4 +256,4 @@ def test_meta_training_lowers_the_dfa_meta_loss():
     losses.append(float(metrics["loss"]))
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10]), (losses[:10], losses[-10:])
-  jax.tree.map(np.testing.assert_array_equal, state.params["fb"], fb0)
+  chex.assert_trees_all_equal(state.params["fb"], fb0)

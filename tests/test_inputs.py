@@ -234,7 +234,7 @@ def test_omniglot_data_file(damage, omniglot_copy, tmp_path):
     with open(source, "r+b") as f:
       f.truncate(1000)
     message = f"{source} is corrupt or incomplete (1000 bytes): its sha256 is"
-  proc = _run("train", ["--config=experiments/configs/omniglot_flp2.py",
+  proc = _run("train", ["--config=experiments/configs/fewshot.py:dataset=omniglot,row=flp2",
                         f"--workdir={tmp_path / 'run'}",
                         f"--config.fewshot.data_dir={omniglot_copy}"],
               env={"FLPJAX_CACHE_DIR": str(tmp_path / "cache")})

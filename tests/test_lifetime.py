@@ -1,5 +1,6 @@
 """The scanned lifetime against a Python loop of steps; checkpointing modes agree."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +26,7 @@ def test_scan_equals_python_loop():
   step = jax.jit(learner.step)
   for x, y in zip(xs, ys):
     fast = step(params, fast, (learner.encode(params, x), y))
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7), fast_scan, fast)
+  chex.assert_trees_all_close(fast_scan, fast, rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("remat, chunk", [("step", None), ("nested", 3), ("nested", 4), ("nested", None)])
@@ -39,7 +40,7 @@ def test_remat_modes_give_the_same_meta_gradient(remat, chunk):
 
   want = jax.grad(loss)(params, "none", None)
   got = jax.jit(jax.grad(loss), static_argnums=(1, 2))(params, remat, chunk)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), got, want)
+  chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_observe_stacks_per_step_values():

@@ -1,5 +1,6 @@
 """flpjax.nets: the convolution with its own VJP against plain autodiff."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,4 +70,4 @@ def test_conv_classifier_gradients_match_plain_convolutions():
     return jnp.sum(h.reshape(h.shape[0], -1) ** 2)
 
   want = jax.grad(loss_plain)(params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, want)
+  chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)

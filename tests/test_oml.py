@@ -5,6 +5,7 @@ clamp, schedule, the Adam evaluation learner and its learning-rate search, confi
 import math
 import os
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,14 @@ from flpjax.tasks import fewshot, oml_proxy
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OML_CONFIGS = ("oml_sine_iid", "oml_sine_continual", "oml_omniglot", "oml_omniglot_continual",
                "oml_mini_imagenet")
+# The Original OML rows' config strings (experiments/configs/), by the rows' former file names.
+OML_CONFIG_STRINGS = {
+    "oml_sine_iid": "sine.py:row=oml3,order=iid",
+    "oml_sine_continual": "sine.py:row=oml3,order=continual",
+    "oml_omniglot": "fewshot.py:dataset=omniglot,order=iid,row=oml2",
+    "oml_omniglot_continual": "fewshot.py:dataset=omniglot,order=continual,row=oml2",
+    "oml_mini_imagenet": "fewshot.py:dataset=mini_imagenet,order=iid,row=oml2",
+}
 OMNIGLOT = datasets.dataset_dir("omniglot")
 needs_omniglot = pytest.mark.skipif(
     not (OMNIGLOT / "images_background.npz").is_file(),
@@ -27,7 +36,8 @@ needs_omniglot = pytest.mark.skipif(
 
 
 def load_config(name):
-  return config_lib.load_file(os.path.join(REPO, "experiments", "configs", name + ".py"))
+  return config_lib.load_file(os.path.join(REPO, "experiments", "configs",
+                                            OML_CONFIG_STRINGS[name]))
 
 
 def _labelled_images(classes=24, per_class=20, size=4):
@@ -145,7 +155,7 @@ def test_meta_step_resets_the_trajectory_class_row():
   before = jax.tree.map(np.asarray, state.params)
   state, metrics = meta.make_meta_step(oml_estimator.make(learner, task), opt)(state, key, task.data)
   assert not bool(metrics["finite"])
-  jax.tree.map(np.testing.assert_array_equal, state.params, before)
+  chex.assert_trees_all_equal(state.params, before)
 
 
 # ----------------------------------------------------------------------------- clamp, schedule
@@ -209,7 +219,7 @@ def test_without_reset_and_clamp_it_is_the_standard_meta_step():
   for i in range(2):
     a, ma = step_a(a, jax.random.key(i), task.data)
     b, mb = step_b(b, jax.random.key(i), task.data)
-  jax.tree.map(np.testing.assert_array_equal, (a.params, ma), (b.params, mb))
+  chex.assert_trees_all_equal((a.params, ma), (b.params, mb))
 
 
 def test_train_order_option_meta_trains_continually_evaluates_iid():

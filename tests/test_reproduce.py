@@ -26,20 +26,26 @@ def _run(mse, lifetimes=10, nonfinite=0, finite_mean=None, stderr=0.1):
   return r
 
 
-def test_every_cell_has_a_loadable_config_at_both_scales(reproduce):
+def test_every_cell_has_a_valid_config_string_at_both_scales(reproduce):
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   for table, rows in reproduce.PAPER.items():
     for row, columns in rows.items():
       assert set(columns) == set(reproduce.COLUMNS[table])
       for column in columns:
-        name = reproduce.config_name(table, row, column)
         for scale in ("paper", "reduced"):
-          config, changes = reproduce.scaled(reproduce.load_config(name), scale)
-          assert (changes == {}) == (scale == "paper"), name
-          for path, value in changes.items():
-            node = config
-            for key in path.split("."):
-              node = node[key]
-            assert (tuple(node) if isinstance(value, tuple) else node) == value, (name, path)
+          string = reproduce.config_string(table, row, column, scale, runs=2)
+          assert string.startswith("experiments/configs/") and f"scale={scale}" in string
+          config = reproduce.load_config(string)
+          config_lib.validate(config)
+          assert config.runs == 2, string
+        changes = reproduce.reduced_changes(table, row, column)
+        assert changes["meta.steps"] < (20000 if table == "1" else 40000), (table, row, column)
+  string = reproduce.config_string("1", "grad3", "iid", "reduced", runs=2, plasticity_lr=1e-05,
+                                   init_ff_from="workdirs/flp3_iid/final")
+  assert string == ("experiments/configs/sine.py:row=grad3,order=iid,scale=reduced,runs=2,"
+                    "plasticity_lr=1e-05,init_ff_from=workdirs/flp3_iid/final")
+  config = reproduce.load_config(string)
+  assert (config.meta.lr.alpha, config.init_ff_from) == (1e-05, "workdirs/flp3_iid/final")
 
 
 def test_summary_mean_and_stderr_over_seeds(reproduce):

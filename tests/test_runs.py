@@ -2,6 +2,7 @@
 
 import json
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def test_runs_resume_exactly(tmp_path):
   train.train_and_evaluate(straight, str(tmp_path / "b"))
   a, _ = train.restore_params(str(tmp_path / "a"), straight)
   b, _ = train.restore_params(str(tmp_path / "b"), straight)
-  jax.tree.map(np.testing.assert_array_equal, a, b)
+  chex.assert_trees_all_equal(a, b)
 
 
 def test_oml_procedure_through_train(tmp_path):
@@ -85,7 +86,7 @@ def test_section_71_extends_a_feature_reuse_run_with_ff_frozen(tmp_path):
               **{"meta.lr.ff": 0.0, "flp.init_alpha": 1e-6})
   train.train_and_evaluate(ext, str(tmp_path / "ext"))
   params, _ = train.restore_params(str(tmp_path / "ext"), ext)
-  jax.tree.map(np.testing.assert_array_equal, params["ff"], source["ff"])
+  chex.assert_trees_all_equal(params["ff"], source["ff"])
   np.testing.assert_array_equal(params["fb"]["8"]["B"] != source["fb"]["8"]["B"], True)
   assert set(params["alpha"]) == {"6", "7", "8"}
   bad = _tiny(steps=1, plastic_layers=3, extend_from=str(tmp_path / "reuse"))
@@ -106,4 +107,4 @@ def test_init_ff_from_with_several_runs(tmp_path):
     train.train_and_evaluate(g, str(tmp_path / f"grad_{src.name}"))
     params, _ = train.restore_params(str(tmp_path / f"grad_{src.name}"), g)
     for r in range(2):
-      jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[r], params["ff"]), want(r))
+      chex.assert_trees_all_equal(jax.tree.map(lambda a: a[r], params["ff"]), want(r))

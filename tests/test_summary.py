@@ -10,6 +10,7 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from flpjax import summary
+from flpjax.experiment import progress
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,7 +78,7 @@ def test_unreadable_metrics_name_the_file(tmp_path):
 
 def test_progress_rate_and_eta(monkeypatch):
   now = [100.0]
-  monkeypatch.setattr(summary.time, "perf_counter", lambda: now[0])
+  monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
   p = summary.Progress("meta-step", 0, 100, every_s=5.0)
   p.mark(10)
   now[0] = 110.0

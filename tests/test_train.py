@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def small_config(steps=3000):
-  """The quick-start config (`experiments/configs/sine_quick.py`) with 40 test lifetimes."""
+  """The quick-start config (`experiments/configs/sine.py:row=quick`) with 40 test lifetimes."""
   c = config_lib.base_config()
   c.net.widths = (64,) * 8
   c.sine.n_functions = 5
@@ -71,7 +72,7 @@ def test_gradient_baseline_initialised_from_an_flp_run(tmp_path):
   g.init_ff_from = str(tmp_path / "flp")
   train.train_and_evaluate(g, str(tmp_path / "grad"))
   params, _ = train.restore_params(str(tmp_path / "grad"), g)
-  jax.tree.map(np.testing.assert_array_equal, params["ff"], flp_params["ff"])
+  chex.assert_trees_all_equal(params["ff"], flp_params["ff"])
 
 
 def _run(args, **kw):
@@ -80,7 +81,7 @@ def _run(args, **kw):
 
 
 def test_quickstart_binary_and_evaluate(tmp_path):
-  proc = _run(["experiments/train.py", "--config=experiments/configs/sine_quick.py",
+  proc = _run(["experiments/train.py", "--config=experiments/configs/sine.py:row=quick",
                f"--workdir={tmp_path}", "--config.meta.steps=3", "--config.eval.lifetimes=3"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "| after 3 meta-steps |" in proc.stdout
@@ -107,7 +108,7 @@ def test_stored_meta_parameters_evaluate_without_the_workdir(tmp_path):
   path = train.export_params(str(tmp_path / "run"), str(tmp_path / "stored" / "net"))
   config, params, step = train.load_params_file(path)
   want, _ = train.restore_params(str(tmp_path / "run"), c)
-  jax.tree.map(np.testing.assert_array_equal, params, want)
+  chex.assert_trees_all_equal(params, want)
   assert step == 3 and config.plastic_layers == c.plastic_layers
   proc = _run(["experiments/evaluate.py", f"--params={path}", "--lifetimes=2"])
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -26,8 +26,10 @@ import jax
 import optax
 
 from flpjax import feedback, learners, nets, plasticity
+from flpjax.estimators import es as es_lib
 from flpjax.estimators import full as full_lib
 from flpjax.estimators import oml as oml_lib
+from flpjax.estimators import truncated as truncated_lib
 from flpjax.experiment import schema
 from flpjax.experiment.schema import (ConfigError, _check_bool, _check_choice, _check_float,
                                       _check_int, _fail)
@@ -353,11 +355,98 @@ def _oml_evaluate(config, params, lifetimes: int) -> dict:
                            batch=config.eval.batch)
 
 
+def lifetime_steps(config) -> int:
+  """``T``, the support steps of one meta-training lifetime, from the config alone."""
+  if config.estimator == "oml" and config.task != "sine":
+    return config.oml.steps
+  if config.task == "sine":
+    return config.sine.n_functions * config.sine.steps_per_function
+  return config.fewshot.ways * config.fewshot.shots
+
+
+def _check_window(config) -> None:
+  _check_int(config, "truncated.window", 1)
+  t = lifetime_steps(config)
+  if t % config.truncated.window:
+    divisors = [d for d in range(1, t + 1) if t % d == 0]
+    _fail("truncated.window", config.truncated.window,
+          f"a divisor of the lifetime's {t} steps: one of {divisors}")
+
+
+def _check_es(config) -> None:
+  _check_int(config, "es.population", 1)
+  _check_float(config, "es.sigma", 1e-12)
+  _check_bool(config, "es.antithetic")
+  _check_int(config, "es.chunk", 0)
+  if config.es.chunk and config.es.population % config.es.chunk:
+    _fail("es.chunk", config.es.chunk, f"0 or a divisor of es.population={config.es.population}")
+
+
+def _make_truncated(config, learner, task):
+  return truncated_lib.make(learner, task, window=config.truncated.window,
+                            meta_batch=config.meta.batch_size, remat=config.meta.remat,
+                            chunk=config.meta.chunk or None)
+
+
+def _make_es(config, learner, task):
+  e = config.es
+  return es_lib.make(learner, task, population=e.population, sigma=e.sigma,
+                     meta_batch=config.meta.batch_size, antithetic=e.antithetic,
+                     chunk=e.chunk or None)
+
+
+def _validate_pes(config) -> None:
+  _check_window(config)
+  _check_es(config)
+
+
+def _make_pes(config, learner, task):
+  e = config.es
+  return es_lib.make_pes(learner, task, window=config.truncated.window, population=e.population,
+                         sigma=e.sigma, meta_batch=config.meta.batch_size)
+
+
 ESTIMATORS: dict[str, EstimatorEntry] = {
     "full": EstimatorEntry(_no_checks, _make_full),
     "oml": EstimatorEntry(_validate_oml, _make_oml, learners=("gradient",),
                           train_task=_oml_train_task, evaluate=_oml_evaluate),
+    "truncated": EstimatorEntry(_check_window, _make_truncated),
+    "es": EstimatorEntry(_check_es, _make_es),
+    "pes": EstimatorEntry(_validate_pes, _make_pes),
 }
+
+#: Estimators that store the whole lifetime for reverse-mode differentiation.
+FULL_LIFETIME = ("full", "oml")
+
+
+def _memory_limit(config) -> int:
+  if config.meta.max_lifetime_bytes:
+    return config.meta.max_lifetime_bytes
+  device = jax.devices()[0]
+  stats = device.memory_stats() if device.platform != "cpu" else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  import os  # pylint: disable=g-import-not-at-top
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_lifetime_memory(config, learner: Learner) -> None:
+  """Full backprop stores the fast state of every step (``meta.remat='step'``): stop early if
+  that cannot fit, and say what would (issue 12: lifetimes longer than memory allows)."""
+  if config.estimator not in FULL_LIFETIME or config.meta.remat == "nested":
+    return
+  key = jax.random.key(0)
+  fast = jax.eval_shape(lambda: learner.init(learner.init_params(key), key))
+  fast_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(fast))
+  t = lifetime_steps(config)
+  need = t * fast_bytes * config.meta.batch_size * config.runs
+  limit = _memory_limit(config)
+  if need > limit:
+    _fail("estimator", config.estimator,
+          f"an estimator whose memory does not grow with the lifetime: the {t}-step lifetime "
+          f"stores about {need / 2**30:.1f} GiB of fast weights for backprop, more than the "
+          f"{limit / 2**30:.1f} GiB available; use estimator='truncated' (truncated.window=K), "
+          "'es' or 'pes', or meta.remat='nested'")
 
 
 # ----------------------------------------------------------------------------- the config
@@ -450,5 +539,6 @@ def validate(config) -> None:
     learner = make_learner(config)
   except ValueError as e:
     raise ConfigError(f"config.learner={config.learner!r}: {e}") from None
+  _check_lifetime_memory(config, learner)
   if config.sweep.lrs:  # the swept group must be one of the learner's
     _check_choice(config, "sweep.group", group_names(learner))

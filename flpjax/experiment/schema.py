@@ -6,6 +6,8 @@ depend on which task, learner or estimator is named: each plug-in's own
 section is checked by its entry in `flpjax.experiment.registry`, and
 `registry.validate` runs both. A failed check raises `ConfigError` with a
 one-line message that names the field, what it got and what is allowed.
+`load_file` reads a config string (``experiments/configs/sine.py:row=flp3``);
+`parse_arg` and `apply_run_args` are the config files' side of it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import math
 import numbers
 import os
+import types
 from typing import Any, Iterable
 
 import ml_collections
@@ -80,10 +83,11 @@ def base_config() -> ml_collections.ConfigDict:
   # (backprop through the whole lifetime, every row but one), 'oml' (the original OML
   # procedure, REFERENCE-OML.md; needs learner='gradient'; the 'Original OML' rows),
   # 'truncated' (backprop through truncated.window-step windows of a lifetime), 'es'
-  # (antithetic evolution strategies, forward passes only).
+  # (antithetic evolution strategies, forward passes only), 'pes' (persistent ES over
+  # truncated.window-step windows).
   c.estimator = "full"
-  c.truncated = ml_collections.ConfigDict(dict(window=10))
-  c.es = ml_collections.ConfigDict(dict(population=16, sigma=0.01))
+  c.truncated = ml_collections.ConfigDict(dict(window=10))  # also PES's window
+  c.es = ml_collections.ConfigDict(dict(population=16, sigma=0.01, antithetic=True, chunk=0))
   c.oml = ml_collections.ConfigDict(dict(
       # Sine: stream order of meta-training. '' = config.order (default: the i.i.d.
       # column meta-trains on i.i.d. streams as every other row, REFERENCE-OML 5);
@@ -108,6 +112,10 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   # MultiStepLR of the 'ff' group: its rate is multiplied by ff_decay at each
   # milestone (meta-steps). () = constant (FLP's runs; OML regression: (1500, 2500, 3500), 0.3).
+  # estimator 'full' and 'oml': stop before compiling when the stored lifetime (the
+  # carried fast state of every step) would exceed this many bytes; 0 = the
+  # device's memory (host RAM on a CPU).
+  c.meta.max_lifetime_bytes = 0
   c.meta.ff_milestones = ()
   c.meta.ff_decay = 0.3
   c.meta.lr = ml_collections.ConfigDict(dict(
@@ -131,15 +139,114 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_file(path: str) -> ml_collections.ConfigDict:
-  """``get_config()`` of an experiment config file (``experiments/configs/*.py``)."""
+  """``get_config()`` of an experiment config file (``experiments/configs/*.py``).
+
+  ``path`` may end in ``:arg`` (``experiments/configs/sine.py:row=flp3,scale=reduced``):
+  ``get_config(arg)``, as ``config_flags.DEFINE_config_file`` calls it.
+  """
   import importlib.util  # pylint: disable=g-import-not-at-top
+  path, *arg = path.split(":", 1)
   name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   if spec is None or not os.path.exists(path):
     raise ConfigError(f"{path}: no such config file")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(*arg)
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def parse_arg(arg: str | None, choices: dict[str, Iterable[Any]] | None = None,
+              **defaults: Any) -> types.SimpleNamespace:
+  """The ``key=value,...`` argument of a config file's ``get_config(arg)`` (big_vision's).
+
+  ``defaults`` names every key and its default; the default's type converts
+  the value (``bool``: true/false, 1/0; a bare ``key`` is ``key=true``). A
+  default given as a type (``runs=int``) means no default (``None``) and
+  that type. ``choices`` restricts a key to a few values. An unknown key, a
+  repeated one or a bad value raises `ConfigError` naming the key and what
+  is allowed, before anything is built.
+  """
+  choices = {k: tuple(v) for k, v in (choices or {}).items()}
+  out = {k: None if isinstance(v, type) else v for k, v in defaults.items()}
+  seen = set()
+  for item in (arg or "").split(","):
+    if not item.strip():
+      continue
+    key, has_value, text = (s.strip() for s in item.partition("="))
+    if key not in defaults:
+      raise ConfigError(f"config arg {key!r}: unknown; expected keys "
+                        + ", ".join(defaults))
+    if key in seen:
+      raise ConfigError(f"config arg {key!r}: given twice")
+    seen.add(key)
+    kind = defaults[key] if isinstance(defaults[key], type) else type(defaults[key])
+    allowed = choices.get(key)
+    if kind is bool:
+      text = text.lower() if has_value else "true"
+      if text not in _TRUE + _FALSE:
+        raise ConfigError(f"config arg {key}={text!r}: expected true or false")
+      value = text in _TRUE
+    else:
+      try:
+        value = kind(text)
+      except ValueError:
+        value = None
+      if value is None or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"config arg {key}={text!r}: expected "
+                          + ("one of " + ", ".join(repr(a) for a in allowed) if allowed
+                             else {int: "an integer", float: "a finite number"}.get(
+                                 kind, kind.__name__)))
+    if allowed is not None and value not in allowed:
+      raise ConfigError(f"config arg {key}={text!r}: expected one of "
+                        + ", ".join(repr(a) for a in allowed))
+    out[key] = value
+  return types.SimpleNamespace(**out)
+
+
+#: Keys of the experiment protocol that every parameterised config file takes
+#: (`apply_run_args`): the plasticity sweep, the number of networks, the chosen
+#: plasticity meta-learning rate and the runs a network starts from.
+RUN_ARGS = dict(sweep=False, runs=int, plasticity_lr=float, init_ff_from="", extend_from="")
+
+
+def plasticity_group(config) -> str:
+  """The plasticity meta-learning-rate group swept (B.1): the readout's alone when only
+  the readout is plastic and has its own rate, else ``'alpha'``."""
+  if config.plastic_layers == 1 and config.meta.lr.alpha_readout is not None:
+    return "alpha_readout"
+  return "alpha"
+
+
+def apply_run_args(config, args: types.SimpleNamespace, sweep_lrs: Iterable[float] | None,
+                   row: str = "") -> None:
+  """Applies `RUN_ARGS` (parsed by `parse_arg`) to ``config``.
+
+  ``sweep=true``: one run per rate of ``sweep_lrs`` in the `plasticity_group`
+  (``None``: the row has no sweep). ``runs=N``: N independent networks.
+  ``plasticity_lr=X``: that group's meta-learning rate (the one a sweep chose).
+  ``init_ff_from=W`` (B.2) / ``extend_from=W`` (section 7.1): the run
+  whose meta-parameters this one starts from.
+  """
+  if args.sweep:
+    if not sweep_lrs:
+      raise ConfigError(f"config arg sweep=true: row {row!r} has no plasticity sweep")
+    if args.runs is not None or args.plasticity_lr is not None:
+      raise ConfigError("config arg sweep=true: expected without runs and plasticity_lr "
+                        "(the sweep meta-trains one network per rate)")
+    config.runs = len(tuple(sweep_lrs))
+    config.sweep.group = plasticity_group(config)
+    config.sweep.lrs = tuple(sweep_lrs)
+  if args.runs is not None:
+    config.runs = args.runs
+  if args.plasticity_lr is not None:
+    config.meta.lr[plasticity_group(config)] = args.plasticity_lr
+  if args.init_ff_from:
+    config.init_ff_from = args.init_ff_from
+  if args.extend_from:
+    config.extend_from = args.extend_from
 
 
 def set_field(config, path: str, value: Any) -> None:
@@ -247,6 +354,7 @@ def validate_common(config) -> None:
       or list(milestones) != sorted(set(milestones))):
     _fail("meta.ff_milestones", milestones, "a tuple of increasing positive integers")
   _check_float(config, "meta.ff_decay", 0.0, 1.0)
+  _check_int(config, "meta.max_lifetime_bytes", 0)
 
 
 #: Renamed fields of configs saved by earlier versions: old path -> (new path, value map).

@@ -14,7 +14,9 @@ from flpjax.learners.dfa import dfa
 from flpjax.learners.fa import fa
 from flpjax.learners.flp import flp
 from flpjax.learners.gradient import gradient
+from flpjax.learners.trunk import trunk_features, with_trunk
 from flpjax.types import FastState, Group, Params
 
 __all__ = ["Example", "FastState", "Group", "Learner", "Params", "check_structure", "dfa",
-           "fa", "flp", "gradient", "group_names", "inner_loss", "param_labels"]
+           "fa", "flp", "gradient", "group_names", "inner_loss", "param_labels",
+           "trunk_features", "with_trunk"]

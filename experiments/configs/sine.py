@@ -1,0 +1,144 @@
+r"""Table 1 (incremental sine waves): every row and column, at paper or reduced scale.
+
+  python experiments/train.py --config=experiments/configs/sine.py:row=flp3,order=iid \
+      --workdir=workdirs/sine_flp3_iid
+  python experiments/train.py --config=experiments/configs/sine.py:row=quick \
+      --workdir=workdirs/sine_quick
+
+The argument after ``:`` is ``key=value,...`` (defaults in brackets):
+
+* ``row`` [flp3]: ``reuse1`` Feature reuse (1), ``flp2`` / ``flp3`` FLP (2) / (3),
+  ``grad3`` Gradient-based (3), ``oml3`` Original OML (3), ``flp9`` FLP with all 9
+  layers plastic (the authors' published example command; not a table row),
+  ``section71`` section 7.1 (continual only), ``quick`` the quick start (reduced only).
+* ``order`` [iid]: ``iid`` or ``continual``, the table's two columns.
+* ``scale`` [paper; reduced for quick]: ``paper``, or ``reduced`` (`REDUCED`, CPU-sized).
+* ``sweep`` [false]: one network per plasticity meta-learning rate of `SWEEPS`,
+  compared on held-out functions (B.1); not for oml3.
+* ``runs`` [1]: independent networks meta-trained together (``config.runs``).
+* ``plasticity_lr``: the plasticity meta-learning rate (the one a sweep chose).
+* ``init_ff_from`` / ``extend_from``: the workdir a run starts from (grad3, B.2;
+  section71), as below.
+
+Paper scale: 20,000 meta-steps of one 400-step lifetime (10 functions x 40
+batches of 32), the 9-layer MLP (widths 300, sixth layer 900), meta-learning
+rates of Table 3; evaluation over 50 lifetimes of fresh functions.
+
+FLP rows (reuse1, flp2, flp3, flp9: the last 1, 2, 3, 9 layers plastic):
+plasticity meta-learning rate 1e-8 (the published command; the paper swept
+1e-6..1e-9 per network), initial plasticity 0, initial feedback strength 0.5,
+error feedback, Oja's rule, pre-feedback presynaptic activity, output layer
+not clamped (REFERENCE.md 2).
+
+grad3: inner SGD on the plastic layers' weights and biases with one learned
+learning rate per parameter (initialised at 0.003, the reference's fixed rate;
+meta-learning rate 1e-6), first-order meta-gradient as the reference
+(REFERENCE.md 4). The paper initialises this baseline with the feed-forward
+weights of the matching FLP run (B.2):
+
+  python experiments/train.py \
+      --config=experiments/configs/sine.py:row=grad3,order=continual,init_ff_from=workdirs/sine_flp3_continual \
+      --workdir=workdirs/sine_grad3_continual
+
+oml3: OML's regression meta-training (REFERENCE-OML.md 1.3-1.4, 5;
+flpjax/estimators/oml.py): the last 3 layers plastic (OML's ``--rln 6``); inner
+plain SGD at 0.003 on their weights and biases, first-order meta-gradient, 400
+steps of 32 points; meta-loss on the 320 query points; Adam 1e-4 on every
+tensor with MultiStepLR([1500, 2500, 3500], 0.3) in one run of 20,000
+meta-steps; a pool of 400 functions; seed 1000; no clipping, no row reset.
+The i.i.d. column meta-trains on i.i.d. (batch-shuffled) streams, as every
+other row (REFERENCE-OML 5's default); OML's own driver only has the
+continual order: ``--config.oml.train_order=continual`` meta-trains as OML and
+evaluates on i.i.d. streams. Evaluation: the shared protocol (REFERENCE-OML
+1.5), one SGD pass at 0.003, plastic layers not reset; mean query MSE.
+
+  python experiments/train.py --config=experiments/configs/sine.py:row=oml3,order=continual \
+      --workdir=workdirs/oml_sine_continual
+
+section71: FLP (3) continual starting from a network meta-trained for feature
+reuse (row reuse1), feedback and plasticity enabled in the two layers below the
+readout, the feed-forward initialisation frozen at the feature-reuse one
+(``meta.lr.ff = 0``), feedback, plasticity and feedback strengths meta-trained
+further (`flpjax.analysis.extend_plasticity`). The paper reports that this
+does not improve on feature reuse. Without ``extend_from`` it trains FLP (3)
+with a frozen random initialisation.
+
+  python experiments/train.py \
+      --config=experiments/configs/sine.py:row=section71,order=continual,extend_from=workdirs/sine_reuse1_continual \
+      --workdir=workdirs/sine_section71_continual
+
+quick: a small FLP (3) i.i.d. meta-training on a CPU in a few minutes: the
+reduced scale (hidden widths 64, 5 functions x 8 batches of 16 points per
+lifetime, plasticity and feedback meta-learning rates raised) with 3,000
+meta-steps and plasticity meta-learning rate 1e-6; it evaluates before and
+after meta-training and prints both.
+
+``python experiments/reproduce.py`` runs these strings for Tables 1 and 2 and
+records each in its results.
+"""
+
+from flpjax import config as config_lib
+
+ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "section71", "quick")
+CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=("paper", "reduced"))
+PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, section71=3, quick=3)
+
+#: Reduced scale (CPU-sized), every row; grad3 and oml3 keep their feed-forward
+#: meta-learning rate (1e-4) and section71 its frozen one (0).
+REDUCED = {
+    "net.widths": (64,) * 8, "sine.n_functions": 5, "sine.steps_per_function": 8,
+    "sine.batch_size": 16, "sine.queries_per_function": 32, "sine.pool_size": 200,
+    "meta.steps": 4000, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3, "meta.lr.beta": 1e-3,
+    "eval.lifetimes": 50, "checkpoint_every": 500, "log_every": 250,
+}
+#: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
+#: The gradient rows have no sweep: the gradient learner has no plasticity group
+#: (its inner SGD rate is fixed). Before learners declared their groups, the
+#: reduced cells "swept" `alpha` on it, a group with no leaves: the runs differed
+#: only by seed, and the sweep picked a seed on validation lifetimes.
+SWEEPS = {
+    ("flp", "paper"): (1e-6, 1e-7, 1e-8, 1e-9),  # Table 3
+    ("flp", "reduced"): (1e-6, 3e-7, 1e-7),
+}
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, CHOICES, row="flp3", order="iid", scale=str,
+                           **config_lib.RUN_ARGS)
+  scale = a.scale or ("reduced" if a.row == "quick" else "paper")
+  if a.row == "quick" and scale != "reduced":
+    raise config_lib.ConfigError(f"config arg scale={scale!r}: expected 'reduced' for row=quick")
+  if a.row == "section71" and a.order != "continual":
+    raise config_lib.ConfigError(
+        f"config arg order={a.order!r}: expected 'continual' for row=section71")
+  c = config_lib.base_config()
+  c.order = a.order
+  c.plastic_layers = PLASTIC_LAYERS[a.row]
+  if a.row == "grad3":
+    c.learner = "gradient"
+    c.gradient.lr = 0.003
+    c.gradient.learn_lr = True
+    c.meta.lr.alpha = 1e-6
+  elif a.row == "oml3":
+    c.estimator = "oml"
+    c.seed = 1000
+    c.learner = "gradient"
+    c.gradient.lr = 0.003
+    c.meta.ff_milestones = (1500, 2500, 3500)
+    c.meta.ff_decay = 0.3
+    c.oml.reset_row = False
+    c.oml.clamp = 0.0
+  if scale == "reduced":
+    for path, value in REDUCED.items():
+      config_lib.set_field(c, path, value)
+    if c.learner == "gradient":
+      c.meta.lr.ff = 1e-4
+  if a.row == "section71":
+    c.meta.lr.ff = 0.0
+  if a.row == "quick":
+    c.meta.steps = 3000
+    c.meta.lr.alpha = 1e-6
+    c.eval.at_start = True
+  sweep = None if c.estimator == "oml" else SWEEPS.get((c.learner, scale))
+  config_lib.apply_run_args(c, a, sweep, a.row)
+  return c

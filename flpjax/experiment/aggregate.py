@@ -1,0 +1,76 @@
+"""A config's meta-test results: each run evaluated, then the mean and standard error across runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from flpjax import config as config_lib
+from flpjax import evaluate as evaluate_lib
+
+def evaluate_params(config, params, lifetimes: int | None = None, *,
+                    validation: bool = False) -> dict[str, Any]:
+  """Meta-test results of ``params`` under ``config.eval``.
+
+  With ``config.runs > 1`` (``params`` with a leading run axis) every run is
+  evaluated on the same lifetimes; the headline metric is then the mean over
+  runs with the standard error *across runs* (the paper's convention: 2 or 5
+  independently meta-trained networks), and ``'runs'`` lists each run's own
+  results. With ``validation``, lifetimes come from `config.make_validation_task`
+  and ``eval.validation_seed`` instead of the meta-test classes.
+  """
+  if config.runs > 1:
+    per_run = [_evaluate_one(config, jax.tree.map(lambda a, r=r: a[r], params), lifetimes,
+                             validation) for r in range(config.runs)]
+    return aggregate(per_run)
+  return _evaluate_one(config, params, lifetimes, validation)
+
+
+def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
+  key = jax.random.key(config.eval.validation_seed if validation else config.eval.seed)
+  lifetimes = lifetimes or config.eval.lifetimes
+  own = config_lib.ESTIMATORS[config.estimator].evaluate
+  if own is not None and not validation:  # e.g. OML's evaluation rule (REFERENCE-OML 5)
+    return own(config, params, lifetimes)
+  learner = config_lib.make_learner(config)
+  task = (config_lib.make_validation_task(config) if validation
+          else config_lib.make_tasks(config)[1])
+  return evaluate_lib.evaluate(learner, task, params, key, lifetimes=lifetimes,
+                               batch=config.eval.batch)
+
+
+def aggregate(per_run: list[dict]) -> dict[str, Any]:
+  """Mean and standard error across runs of each run's mean metric."""
+  out = {"runs": [{k: v for k, v in r.items() if k != "per_lifetime"} for r in per_run],
+         "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run),
+         "nonfinite_lifetimes": sum(r.get("nonfinite_lifetimes", 0) for r in per_run)}
+  for name in ("mse", "accuracy", "error", "loss"):
+    if name in per_run[0]:
+      values = np.asarray([r[name] for r in per_run], np.float64)
+      out[name] = float(values.mean())
+      out[f"{name}_stderr"] = float(values.std(ddof=1) / np.sqrt(len(values)))
+  return out
+
+
+def headline(result: dict) -> str:
+  if "mse" in result:
+    return f"mse {result['mse']:.4g} (se {result['mse_stderr']:.2g})"
+  return f"error {100 * result['error']:.2f}% (se {100 * result['error_stderr']:.2g})"
+
+
+def results_table(rows: list[tuple[str, dict]]) -> str:
+  """A small Markdown table of evaluation results."""
+  metric = "mse" if "mse" in rows[0][1] else "error"
+  scale = 1.0 if metric == "mse" else 100.0
+  name = "meta-test MSE" if metric == "mse" else "meta-test error (%)"
+  lines = [f"| | {name} | std. error | lifetimes |", "|---|---|---|---|"]
+  for label, r in rows:
+    lines.append(f"| {label} | {scale * r[metric]:.4g} | {scale * r[metric + '_stderr']:.2g}"
+                 f" | {r['lifetimes']} |")
+  return "\n".join(lines)
+
+
+def scalars(result: dict) -> dict:
+  return {k: v for k, v in result.items() if k not in ("per_lifetime", "runs", "sweep")}

@@ -1,0 +1,46 @@
+"""Suite-wide settings: one persistent XLA compilation cache per test session.
+
+Most of the suite's time on a CPU is XLA compiling the same programs again:
+every `train.train_and_evaluate` (and every binary the tests start) builds a
+new jitted meta-step and evaluation, so two runs of the same config compile
+the same HLO twice (about 10 s each on a 2-core CPU). JAX's persistent
+compilation cache, keyed by the HLO, the compile options and the JAX/XLA
+version, lets the second compile load the first one's executable: the same
+machine code, so the same numbers, bit for bit.
+
+The cache lives in a temporary directory made for this session (removed at
+its end) unless ``JAX_COMPILATION_CACHE_DIR`` is already set. It is set in
+the environment before JAX is imported, so subprocesses (``train.py``,
+``evaluate.py``, the 4-device script) share it. ``FLPJAX_TEST_COMPILE_CACHE=0``
+turns it off (every program compiled afresh, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import jax
+
+_OWN_CACHE = None
+
+if os.environ.get("FLPJAX_TEST_COMPILE_CACHE", "1") != "0":
+  if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _OWN_CACHE = tempfile.mkdtemp(prefix="flpjax-test-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+  # Cache every program, however quick to compile (the default skips those under 1 s).
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+  # This process (JAX reads the variables only when it is first imported); the
+  # environment is for the subprocesses.
+  jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                    int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+
+
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  if _OWN_CACHE is not None:
+    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
