@@ -2,6 +2,7 @@ r"""Meta-step speed and memory of the paper's configurations, one JSON line per 
 
   python experiments/bench.py                       # every case
   python experiments/bench.py --cases=sine_flp3_iid,sine_grad3_so --steps=5
+  python experiments/bench.py --cases=sine_flp3_iid --runs=1,2,4,8,16   # vmapped networks
 
 Each case runs in its own process (so that peak memory is its own): it builds
 the config's learner and task, times the first meta-step (compilation + one
@@ -9,7 +10,9 @@ step), then ``--steps`` more (after ``--warmup`` uncounted ones). Keys:
 ``case``, ``device`` (CPU model or GPU name), ``s_per_step_median``,
 ``s_per_step_min``, ``s_per_step_max``, ``compile_s`` (first call minus the
 median step), ``peak_rss_mb`` (host), ``peak_device_mb`` (accelerators only),
-``steps``. Runs unchanged on CPU and on a CUDA GPU.
+``steps``, ``runs`` (independent networks in one vmapped program,
+`meta.make_runs_meta_step`) and ``run_steps_per_s`` (meta-steps x runs per
+second). Runs unchanged on CPU and on a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _DATA = flags.DEFINE_enum(
     "(speed does not depend on pixel values; for machines without the data or tfds).")
 _PRECISION = flags.DEFINE_string("matmul_precision", "highest",
                                   "jax_default_matmul_precision (config.matmul_precision).")
+_RUNS = flags.DEFINE_list("runs", ["1"], "Networks per program (config.runs); one line per value.")
 _ONE = flags.DEFINE_string("one", None, "Internal: run this single case in this process.")
 
 
@@ -75,7 +79,7 @@ def _synthetic_tasks(config):
 
 
 def run_case(case: str, steps: int, warmup: int, data: str = "real",
-             precision: str = "highest") -> dict:
+             precision: str = "highest", runs: int = 1) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -84,6 +88,7 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
 
   config = _load_config(*CASES[case])
   config.matmul_precision = precision
+  config.runs = runs
   config_lib.validate(config)
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   learner = config_lib.make_learner(config)
@@ -93,9 +98,17 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
     task, _ = config_lib.make_tasks(config)
   optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
   estimator = config_lib.make_estimator(config, learner, task)
-  state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)
-  step = meta.make_meta_step(estimator, optimizer)
-  key = jax.random.key(1)
+  if runs == 1:
+    state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)
+    step = meta.make_meta_step(estimator, optimizer)
+    key = jax.random.key(1)
+  else:  # run r: key(r), as config.runs does (experiment.checkpoints.run_keys)
+    keys = jax.vmap(jax.random.key)(jax.numpy.arange(runs))
+    state = meta.init_states(learner, optimizer, keys, estimator=estimator)
+    runs_step = meta.make_runs_meta_step(estimator, optimizer)
+    step = lambda s, k, d: runs_step(
+        s, jax.vmap(jax.random.fold_in, (None, 0))(k, jax.numpy.arange(runs)), d)
+    key = jax.random.key(1)
   t = time.perf_counter()
   state, m = step(state, jax.random.fold_in(key, 0), task.data)
   jax.block_until_ready(m)
@@ -118,7 +131,9 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
       "compile_s": float(first - np.median(times)),
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "steps": steps,
-      "loss": float(m["loss"]),
+      "runs": runs,
+      "run_steps_per_s": float(runs / np.median(times)),
+      "loss": float(np.mean(m["loss"])),
       "data": data if config.task != "sine" else "generated",
       "matmul_precision": precision,
       "jax": jax.__version__,
@@ -133,7 +148,7 @@ def main(argv):
   del argv
   if _ONE.value:
     print(json.dumps(run_case(_ONE.value, _STEPS.value, _WARMUP.value, _DATA.value,
-                                     _PRECISION.value)), flush=True)
+                              _PRECISION.value, int(_RUNS.value[0]))), flush=True)
     return
   cases = _CASES.value or list(CASES)
   unknown = [c for c in cases if c not in CASES]
@@ -141,17 +156,23 @@ def main(argv):
     sys.exit(f"error: --cases: unknown {unknown}; expected some of {list(CASES)}")
   if _STEPS.value < 1:
     sys.exit(f"error: --steps={_STEPS.value}: expected an integer >= 1")
+  try:
+    runs = [int(r) for r in _RUNS.value]
+  except ValueError:
+    runs = [0]
+  if any(r < 1 for r in runs):
+    sys.exit(f"error: --runs={','.join(_RUNS.value)}: expected positive integers")
   failed = False
-  for case in cases:
+  for case, r in [(c, r) for c in cases for r in runs]:
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), f"--one={case}", f"--steps={_STEPS.value}",
-         f"--warmup={_WARMUP.value}", f"--data={_DATA.value}",
+         f"--warmup={_WARMUP.value}", f"--data={_DATA.value}", f"--runs={r}",
          f"--matmul_precision={_PRECISION.value}"], capture_output=True, text=True, check=False)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode or not lines:
       failed = True
       err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-      print(json.dumps({"case": case, "error": err}), flush=True)
+      print(json.dumps({"case": case, "runs": r, "error": err}), flush=True)
     else:
       print(lines[-1], flush=True)
   sys.exit(1 if failed else 0)
