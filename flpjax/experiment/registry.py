@@ -265,11 +265,29 @@ def _alignment(make):
   return build
 
 
+def _validate_plastic_feedback(config) -> None:
+  _validate_flp(config)  # the flp options are read from config.flp
+  _check_choice(config, "plastic_feedback.feedback_rule", plasticity.RULES)
+  _check_bool(config, "plastic_feedback.hidden_feedback")
+  _check_float(config, "plastic_feedback.init_fb_rate")
+
+
+def _make_plastic_feedback(config, layers, input_shape, output) -> Learner:
+  f, p = config.flp, config.plastic_feedback
+  return learners.plastic_feedback(
+      layers, input_shape, config.plastic_layers, output=output,
+      feedback_rule=p.feedback_rule, hidden_feedback=p.hidden_feedback,
+      init_fb_rate=p.init_fb_rate, rule=f.rule, signal=f.signal, presynaptic=f.presynaptic,
+      clip_beta=f.clip_beta, clamp_readout=f.clamp_readout, init_alpha=f.init_alpha,
+      init_beta=f.init_beta)
+
+
 LEARNERS: dict[str, LearnerEntry] = {
     "flp": LearnerEntry(_validate_flp, _make_flp),
     "gradient": LearnerEntry(_validate_gradient, _make_gradient),
     "dfa": LearnerEntry(_validate_alignment, _alignment(learners.dfa)),
     "fa": LearnerEntry(_validate_alignment, _alignment(learners.fa)),
+    "plastic_feedback": LearnerEntry(_validate_plastic_feedback, _make_plastic_feedback),
 }
 
 

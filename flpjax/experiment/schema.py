@@ -73,6 +73,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.alignment = ml_collections.ConfigDict(dict(
       lr=0.003, second_order=False, learn_feedback=False, reset_readout=False,
   ))
+  # plastic_feedback (section 8.1): B learns within the lifetime at a meta-learned
+  # per-layer rate (init_fb_rate at birth of meta-training; 0 = fixed feedback);
+  # hidden_feedback adds feedback from the next plastic layer's activity.
+  c.plastic_feedback = ml_collections.ConfigDict(dict(
+      feedback_rule="hebb", hidden_feedback=False, init_fb_rate=0.0))
   c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
   # Section 7.1: workdir of a feature-reuse FLP run whose feed-forward initialisation
   # (and readout plasticity/feedback) this run starts from, with more plastic layers;
@@ -122,6 +127,7 @@ def base_config() -> ml_collections.ConfigDict:
       ff=1e-4, fb=1e-4, alpha=1e-8, beta=1e-4,
       alpha_readout=ml_collections.config_dict.placeholder(float),  # None: same as alpha
       lr=1e-4,  # the gradient learner's per-parameter inner rates (gradient.learn_lr)
+      fb_rate=1e-4,  # plastic_feedback's per-layer feedback plasticity rates
   ))
   c.eval = ml_collections.ConfigDict(dict(
       lifetimes=50, batch=10, seed=103450, at_start=False,
@@ -319,7 +325,7 @@ def validate_common(config) -> None:
   _check_choice(config, "meta.remat", lifetime.REMATS)
   _check_int(config, "meta.chunk", 0)
   _check_int(config, "meta.max_nonfinite", 1)
-  for group in ("ff", "fb", "alpha", "beta", "lr"):
+  for group in ("ff", "fb", "alpha", "beta", "lr", "fb_rate"):
     _check_float(config, f"meta.lr.{group}", 0.0, 1.0)
   if config.meta.lr.alpha_readout is not None:
     _check_float(config, "meta.lr.alpha_readout", 0.0, 1.0)

@@ -3,6 +3,8 @@
 * `flp`: feedback and local plasticity (the paper's learner).
 * `gradient`: inner SGD on the plastic layers (exact gradients; OML-style baseline).
 * `dfa`: direct feedback alignment; `fa`: feedback alignment (Figure 1's family).
+* `plastic_feedback`: FLP with plastic feedback B (meta-learned rate) and feedback
+  from the layer above (section 8.1).
 
 Adding one: a module here whose constructor returns a `Learner`, and one line
 in `flpjax.experiment.registry.LEARNERS`.
@@ -14,9 +16,11 @@ from flpjax.learners.dfa import dfa
 from flpjax.learners.fa import fa
 from flpjax.learners.flp import flp
 from flpjax.learners.gradient import gradient
+from flpjax.learners.plastic_feedback import feedback_weights, plastic_feedback
 from flpjax.learners.trunk import trunk_features, with_trunk
 from flpjax.types import FastState, Group, Params
 
 __all__ = ["Example", "FastState", "Group", "Learner", "Params", "check_structure", "dfa",
+           "feedback_weights", "plastic_feedback",
            "fa", "flp", "gradient", "group_names", "inner_loss", "param_labels",
            "trunk_features", "with_trunk"]
