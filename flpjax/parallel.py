@@ -49,7 +49,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   Open MPI and Cloud TPU every argument may be left out (JAX detects them);
   elsewhere give all three. On CPU hosts the processes' collectives (gathering
   results) use Gloo over TCP (``jax_cpu_collectives_implementation='gloo'``,
-  JAX's default since 0.5; set here when unset, as older JAX leaves it); GPUs
+  the default of current JAX; set here when unset, as older JAX left it); GPUs
   use NCCL, TPUs their interconnect. A no-op when already initialized.
 
   Args:
@@ -58,9 +58,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     process_id: this process's index, ``0 .. num_processes - 1``.
     **kwargs: passed on (e.g. ``local_device_ids``, ``initialization_timeout``).
   """
-  if jax.distributed.is_initialized():
+  is_initialized = getattr(jax.distributed, "is_initialized", None)  # not in older JAX
+  if is_initialized is not None and is_initialized():
     return
-  if jax.config.jax_cpu_collectives_implementation is None:
+  if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") is None:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
 

@@ -94,6 +94,14 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_run(tmp_pa
   straight, killed = tmp_path / "straight", tmp_path / "killed"
   quiet = dict(cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   uninterrupted = subprocess.Popen(_train_binary(config_file, straight), **quiet)
+  # The victim starts once the uninterrupted run has compiled its meta-step (its first
+  # checkpoint is written): with the session's compilation cache (conftest.py) it then
+  # loads that program instead of compiling it again at the same time.
+  deadline = time.monotonic() + 120
+  while not _steps(str(straight)):
+    assert uninterrupted.poll() is None and time.monotonic() < deadline, (
+        uninterrupted.communicate()[1][-2000:])
+    time.sleep(0.01)
   victim = subprocess.Popen(_train_binary(config_file, killed), **quiet)
   deadline = time.monotonic() + 120
   while not _steps(str(killed)) or _steps(str(killed))[-1] < kill_after:

@@ -69,38 +69,53 @@ def test_hebbian_update_is_plasticity_rule_bit_for_bit(preset, per_synapse):
         _bits(plasticity.get_rule(preset)(w, pre, post, alpha)))
 
 
+def _lifetimes(learners_, params, xs, ys):
+  """Final fast weights of every learner's lifetime, all in one jitted program."""
+  return jax.jit(lambda ps: [lifetime.run(l, p, xs, ys)[0] for l, p in zip(learners_, ps)])(
+      params)
+
+
 @pytest.mark.parametrize("x64", [False, True], ids=["f32", "f64"])
-@pytest.mark.parametrize("per_synapse", [False, True], ids=["per_layer", "per_synapse"])
 @pytest.mark.parametrize("preset", ["oja", "hebb"])
-def test_preset_lifetime_equals_flp_bit_for_bit(preset, per_synapse, x64):
-  """With Oja's / Hebb's coefficients the lifetime is flp(rule=...)'s, bit for bit."""
+def test_preset_lifetime_equals_flp_bit_for_bit(preset, x64):
+  """With Oja's / Hebb's coefficients the lifetime is flp(rule=...)'s, bit for bit.
+
+  n_plastic 1, 2, 3, with and without a clamped readout, per layer and per
+  synapse (float64: three of these), and one case with flp's other options;
+  each learner's lifetimes in one program, flp's in another (as separate runs
+  would be).
+  """
   layers = nets.regression_mlp(WIDTHS)
   rng = np.random.default_rng(1)
-  cases = [(n, clamp, {}) for n in (1, 2, 3) for clamp in (False, True)]
-  cases += [(3, False, {"presynaptic": "post", "signal": "target", "clip_beta": True})]
+  cases = [(n, clamp, per_synapse, {}) for n in (1, 2, 3) for clamp in (False, True)
+           for per_synapse in (False, True)]
+  if x64:  # fewer in float64 (compile time)
+    cases = [(3, False, False, {}), (3, True, True, {})]
+  cases += [(3, False, True, {"presynaptic": "post", "signal": "target", "clip_beta": True})]
   with jax.enable_x64(x64):
     dtype = jnp.float64 if x64 else jnp.float32
     xs = jnp.asarray(rng.normal(size=(4, 5, IN)), dtype)
     ys = jnp.asarray(rng.normal(size=(4, 5, 1)), dtype)
-    for n_plastic, clamp, options in cases:
-      ours = rules.learned_rule(layers, (IN,), n_plastic, init=preset, per_synapse=per_synapse,
-                                clamp_readout=clamp, **options)
-      theirs = learners.flp(layers, (IN,), n_plastic, rule=preset, clamp_readout=clamp,
-                            **options)
-      params = ours.init_params(jax.random.key(n_plastic))
-      shared = _without_rule(params)
-      chex_equal = jax.tree.map(np.array_equal, shared,
-                                theirs.init_params(jax.random.key(n_plastic)))
-      assert all(jax.tree.leaves(chex_equal))  # init_params: flp's, plus 'rule'
-      params = _randomize(_f64(params) if x64 else params, rng)
-      fast, _ = jax.jit(lambda p, l=ours: lifetime.run(l, p, xs, ys))(params)
-      want, _ = jax.jit(lambda p, l=theirs: lifetime.run(l, p, xs, ys))(_without_rule(params))
-      for k in want:
+    ours, theirs, params = [], [], []
+    for i, (n_plastic, clamp, per_synapse, options) in enumerate(cases):
+      ours.append(rules.learned_rule(layers, (IN,), n_plastic, init=preset,
+                                     per_synapse=per_synapse, clamp_readout=clamp, **options))
+      theirs.append(learners.flp(layers, (IN,), n_plastic, rule=preset, clamp_readout=clamp,
+                                 **options))
+      p = ours[-1].init_params(jax.random.key(i))
+      same = jax.tree.map(np.array_equal, _without_rule(p),
+                          theirs[-1].init_params(jax.random.key(i)))
+      assert all(jax.tree.leaves(same))  # init_params: flp's, plus 'rule'
+      params.append(_randomize(_f64(p) if x64 else p, rng))
+    got = _lifetimes(ours, params, xs, ys)
+    want = _lifetimes(theirs, [_without_rule(p) for p in params], xs, ys)
+    for case, p, fast, fast_flp in zip(cases, params, got, want):
+      for k in fast_flp:
         assert fast[k]["w"].dtype == dtype
-        np.testing.assert_array_equal(_bits(fast[k]["w"]), _bits(want[k]["w"]),
-                                      err_msg=f"layer {k}, n_plastic={n_plastic}, "
-                                              f"clamp_readout={clamp}, {options}")
-        assert not np.allclose(fast[k]["w"], params["ff"][int(k)]["w"])  # it did learn
+        np.testing.assert_array_equal(_bits(fast[k]["w"]), _bits(fast_flp[k]["w"]),
+                                      err_msg=f"layer {k}, (n_plastic, clamp_readout, "
+                                              f"per_synapse, options)={case}")
+        assert not np.allclose(fast[k]["w"], p["ff"][int(k)]["w"])  # it did learn
 
 
 # ----------------------------------------------------------------------------- meta-gradients
@@ -118,20 +133,17 @@ def _fd_check(learner, params, episode, paths, eps=1e-6, rtol=1e-6):
   scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads))
   assert scale > 1e-6  # the rule matters to the meta-loss
   checked = 0
+  base = jax.tree.map(np.asarray, params)
   for layer, leaf, index in paths:
     def at(delta):
-      p = jax.tree.map(lambda a: a, params)
+      p = jax.tree.map(np.copy, base)
       sub = p["rule"][layer] if leaf is None else p["rule"][layer][leaf]
-      sub = sub.at[index].add(delta)
-      if leaf is None:
-        p["rule"][layer] = sub
-      else:
-        p["rule"][layer] = dict(p["rule"][layer], **{leaf: sub})
+      sub[index] += delta
       return float(loss(p))
 
     fd = (at(eps) - at(-eps)) / (2 * eps)
-    g = grads[layer] if leaf is None else grads[layer][leaf]
-    np.testing.assert_allclose(float(g[index]), fd, rtol=rtol, atol=rtol * scale,
+    g = np.asarray(grads[layer] if leaf is None else grads[layer][leaf])
+    np.testing.assert_allclose(g[index], fd, rtol=rtol, atol=rtol * scale,
                                err_msg=f"rule[{layer}][{leaf}][{index}]")
     checked += 1
   return checked
@@ -191,12 +203,12 @@ def test_random_init_gives_different_updates():
   y = jax.random.normal(jax.random.key(2), (4, 1))
   oja = rules.learned_rule(layers, (IN,), 2, init_alpha=0.05)
   params = oja.init_params(jax.random.key(0))
-  want = oja.step(params, oja.init(params), (oja.encode(params, h), y))
+  want = jax.jit(oja.step)(params, oja.init(params), (oja.encode(params, h), y))
   for kwargs in ({"init": "random"}, {"init": "random", "per_synapse": True}, {"rule": "mlp"}):
     learner = rules.learned_rule(layers, (IN,), 2, init_alpha=0.05, **kwargs)
     p = learner.init_params(jax.random.key(0))
     np.testing.assert_array_equal(p["alpha"]["1"], params["alpha"]["1"])  # only the rule differs
-    got = learner.step(p, learner.init(p), (learner.encode(p, h), y))
+    got = jax.jit(learner.step)(p, learner.init(p), (learner.encode(p, h), y))
     for k in ("1", "2"):
       assert not np.allclose(got[k]["w"], want[k]["w"]), kwargs
     other = learner.init_params(jax.random.key(5))["rule"]
@@ -239,11 +251,11 @@ def test_a_rule_of_your_own():
   params = learner.init_params(jax.random.key(0))
   xs = jax.random.normal(jax.random.key(1), (3, 4, IN))
   ys = jax.random.normal(jax.random.key(2), (3, 4, 1))
-  got, _ = lifetime.run(learner, params, xs, ys)
-  want, _ = lifetime.run(flp, _without_rule(params), xs, ys)
+  got, want = _lifetimes([learner, flp], [params, _without_rule(params)], xs, ys)
   for k in want:
     np.testing.assert_allclose(got[k]["w"], want[k]["w"], rtol=1e-6, atol=1e-7)
-  g = jax.grad(lambda p: jnp.sum(lifetime.run(learner, p, xs, ys)[0]["2"]["w"] ** 2))(params)
+  g = jax.jit(jax.grad(lambda p: jnp.sum(lifetime.run(learner, p, xs, ys)[0]["2"]["w"] ** 2)))(
+      params)
   assert all(float(jnp.abs(v)) > 0 for v in g["rule"].values())
 
 
@@ -278,7 +290,7 @@ def test_coefficients_of_the_wrong_shape_fail_at_the_step():
   learner = rules.learned_rule(layers, (IN,), 2, per_synapse=True)
   params = learner.init_params(jax.random.key(0))
   params["rule"]["1"] = jnp.zeros((rules.K, 7, 5))
-  h = jnp.zeros((2, IN))
+  h = learner.encode(params, jnp.zeros((2, IN)))
   with pytest.raises(ValueError, match=r"shape \(6, 7, 5\) for weights \(5, 7\); expected "
                                        r"\(6, 5, 7\) \(per_synapse=True\)"):
     learner.step(params, learner.init(params), (h, jnp.zeros((2, 1))))
@@ -287,20 +299,22 @@ def test_coefficients_of_the_wrong_shape_fail_at_the_step():
 # ----------------------------------------------------------------------------- meta-training
 
 
-@pytest.mark.parametrize("rule", ["hebbian", "mlp"])
-def test_meta_training_is_finite_and_moves_the_rule(rule):
+def test_meta_training_is_finite_and_moves_the_rule():
   task = sine.make_task(pool=sine.sample_functions(jax.random.key(1), 50), order="continual",
                         n_functions=2, steps_per_function=4, batch_size=8,
                         queries_per_function=8)
-  learner = rules.learned_rule(nets.regression_mlp((16, 16)), task.input_shape, 2, rule=rule,
-                               init_alpha=1e-3, hidden=4)
-  opt = meta.make_optimizer({"ff": 1e-3, "fb": 1e-3, "alpha": 1e-4, "beta": 1e-3,
+  learner = rules.learned_rule(nets.regression_mlp((16, 16)), task.input_shape, 2,
+                               init_alpha=1e-3)
+  # The rule at 1e-3; the other groups at the paper's rates (alpha: 1e-5). With ff, fb and
+  # beta at 1e-3 and alpha at 1e-4, flp itself reaches meta-gradient norms of 1e6 here and a
+  # lifetime of the learned rule diverges at meta-step 61 (a step apply_if_finite skips).
+  opt = meta.make_optimizer({"ff": 1e-4, "fb": 1e-4, "alpha": 1e-5, "beta": 1e-4,
                              "rule": 1e-3}, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   start = jax.tree.map(np.asarray, state.params["rule"])
   step = meta.make_meta_step(full.make(learner, task), opt)
   losses = []
-  for i in range(100 if rule == "hebbian" else 40):
+  for i in range(100):
     state, metrics = step(state, jax.random.key(100 + i), task.data)
     assert bool(metrics["finite"]), i
     losses.append(float(metrics["loss"]))
