@@ -1,4 +1,4 @@
-"""Learned plasticity rules (flpjax/learners/rules.py): exact special cases, meta-gradients, errors."""
+"""Learned plasticity rules (learners/rules.py): exact special cases, meta-gradients, errors."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from flpjax.estimators import truncated as truncated_lib
 from flpjax.experiment import schema
 from flpjax.experiment.schema import (ConfigError, _check_bool, _check_choice, _check_float,
                                       _check_int, _fail)
+from flpjax.learners import rules
 from flpjax.learners.base import Learner, group_names
 from flpjax.tasks import fewshot, oml_proxy, sine
 from flpjax.types import Task
@@ -282,12 +283,35 @@ def _make_plastic_feedback(config, layers, input_shape, output) -> Learner:
       init_beta=f.init_beta)
 
 
+def _validate_learned_rule(config) -> None:
+  _validate_flp(config)  # the flp options are read from config.flp (flp.rule is not used)
+  r = config.learned_rule
+  _check_choice(config, "learned_rule.rule", rules.RULE_NAMES)
+  _check_choice(config, "learned_rule.init", ("",) + rules.INITS)
+  _check_bool(config, "learned_rule.per_synapse")
+  _check_int(config, "learned_rule.hidden", 1)
+  if r.rule == "mlp" and r.init not in ("", "random"):
+    _fail("learned_rule.init", r.init, "'' or 'random' with learned_rule.rule='mlp'")
+  if r.rule == "mlp" and r.per_synapse:
+    _fail("learned_rule.per_synapse", True, "False with learned_rule.rule='mlp'")
+
+
+def _make_learned_rule(config, layers, input_shape, output) -> Learner:
+  f, r = config.flp, config.learned_rule
+  return rules.learned_rule(
+      layers, input_shape, config.plastic_layers, output=output, rule=r.rule,
+      init=r.init or None, per_synapse=r.per_synapse, hidden=r.hidden, signal=f.signal,
+      presynaptic=f.presynaptic, clip_beta=f.clip_beta, clamp_readout=f.clamp_readout,
+      init_alpha=f.init_alpha, init_beta=f.init_beta)
+
+
 LEARNERS: dict[str, LearnerEntry] = {
     "flp": LearnerEntry(_validate_flp, _make_flp),
     "gradient": LearnerEntry(_validate_gradient, _make_gradient),
     "dfa": LearnerEntry(_validate_alignment, _alignment(learners.dfa)),
     "fa": LearnerEntry(_validate_alignment, _alignment(learners.fa)),
     "plastic_feedback": LearnerEntry(_validate_plastic_feedback, _make_plastic_feedback),
+    "learned_rule": LearnerEntry(_validate_learned_rule, _make_learned_rule),
 }
 
 

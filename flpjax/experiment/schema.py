@@ -78,6 +78,10 @@ def base_config() -> ml_collections.ConfigDict:
   # hidden_feedback adds feedback from the next plastic layer's activity.
   c.plastic_feedback = ml_collections.ConfigDict(dict(
       feedback_rule="hebb", hidden_feedback=False, init_fb_rate=0.0))
+  # learned_rule (section 8.1): FLP with a meta-learned local rule (group 'rule'); the flp
+  # options are read from config.flp (flp.rule unused). init '' = the rule's default.
+  c.learned_rule = ml_collections.ConfigDict(dict(
+      rule="hebbian", init="", per_synapse=False, hidden=8))
   c.init_ff_from = ""  # workdir whose meta-learned feed-forward weights seed this run (B.2)
   # Section 7.1: workdir of a feature-reuse FLP run whose feed-forward initialisation
   # (and readout plasticity/feedback) this run starts from, with more plastic layers;
@@ -128,6 +132,7 @@ def base_config() -> ml_collections.ConfigDict:
       alpha_readout=ml_collections.config_dict.placeholder(float),  # None: same as alpha
       lr=1e-4,  # the gradient learner's per-parameter inner rates (gradient.learn_lr)
       fb_rate=1e-4,  # plastic_feedback's per-layer feedback plasticity rates
+      rule=1e-3,  # learned_rule's rule coefficients
   ))
   c.eval = ml_collections.ConfigDict(dict(
       lifetimes=50, batch=10, seed=103450, at_start=False,
@@ -325,7 +330,7 @@ def validate_common(config) -> None:
   _check_choice(config, "meta.remat", lifetime.REMATS)
   _check_int(config, "meta.chunk", 0)
   _check_int(config, "meta.max_nonfinite", 1)
-  for group in ("ff", "fb", "alpha", "beta", "lr", "fb_rate"):
+  for group in ("ff", "fb", "alpha", "beta", "lr", "fb_rate", "rule"):
     _check_float(config, f"meta.lr.{group}", 0.0, 1.0)
   if config.meta.lr.alpha_readout is not None:
     _check_float(config, "meta.lr.alpha_readout", 0.0, 1.0)

@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, Literal, Mapping, NamedTuple, Sequence
 
 import jax
@@ -54,6 +55,8 @@ K = len(TERMS)
 PRESETS = {"oja": (1.0, 0.0, 0.0, -1.0, 0.0, 0.0), "hebb": (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)}
 #: Rule families `learned_rule` knows by name.
 RULE_NAMES = ("hebbian", "mlp")
+#: Named initialisations of the hebbian rule (the MLP rule: ``'random'`` only).
+INITS = (*PRESETS, "random")
 
 # The rule's parameters are drawn from fold_in(key, _RULE_SALT), so that the
 # groups shared with flp are flp's own init_params(key).
@@ -94,13 +97,14 @@ def hebbian_update(c: jax.Array, w: jax.Array, pre: jax.Array, post: jax.Array,
 
   Exactness: with the coefficients of `PRESETS` this is
   `flpjax.plasticity.oja` / ``hebb`` bit for bit (for finite activities), also
-  under jit, where XLA fuses ``a + b * c`` into one fused multiply-add: every
-  sum above has at most one product among its operands, so the fused
-  operations are oja's (``H - D * w`` and ``w + alpha * (...)``), and the
-  extra ones are exact: ``H + 0 * H = H``, ``(-(-1) * D) = D``, and adding the
-  zero terms leaves a number as it is. ``c_hebb * H`` instead of
-  ``H + (c_hebb - 1) * H`` would give XLA a sum of two products, which it may
-  fuse the other way round (it does on CPU: 1 ulp differences).
+  under jit, where XLA fuses ``a + b * c`` into one fused multiply-add: in the
+  sums that make the first line at most one operand is a product, so the
+  fused operations are oja's (``H - D * w``, then ``w + alpha * (...)``), and
+  the extra ones are exact (``H + 0 * H = H``, ``-(-1) * D = D``); the second
+  line is exactly 0 whichever way it is fused, and adding 0 leaves a number as
+  it is. ``c_hebb * H`` instead of ``H + (c_hebb - 1) * H`` would give XLA a
+  sum of two products, which it may fuse the other way round (it does on CPU:
+  1-ulp differences). Verified on CPU (tests/test_rules.py); not on GPU.
 
   Args:
     c: coefficients ``(K,)`` (one rule for the layer) or ``(K, out, in)``
@@ -144,7 +148,7 @@ def hebbian(init: str | Any = "oja", per_synapse: bool = False) -> LearnedRule:
       (when the rule is built, or by `learned_rule` for the per-layer shapes).
   """
   named = isinstance(init, str)
-  if named and init not in (*PRESETS, "random"):
+  if named and init not in INITS:
     raise ValueError(f"unknown init {init!r} for the hebbian rule; expected 'oja', 'hebb', "
                      f"'random', {K} coefficients (in the order {TERMS}), or a mapping "
                      "{layer: coefficients}")
@@ -237,7 +241,7 @@ def mlp(hidden: int = 8) -> LearnedRule:
   Returns:
     The `LearnedRule`.
   """
-  if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+  if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1:
     raise ValueError(f"hidden={hidden!r}: expected a positive integer (the MLP rule's width)")
 
   def init_fn(key, layer, shape):
