@@ -1,18 +1,22 @@
-"""Suite-wide settings: one persistent XLA compilation cache per test session.
+"""Suite-wide settings: one XLA compilation cache and one prepared-data directory per session.
 
 Most of the suite's time on a CPU is XLA compiling the same programs again:
 every `train.train_and_evaluate` (and every binary the tests start) builds a
 new jitted meta-step and evaluation, so two runs of the same config compile
-the same HLO twice (about 10 s each on a 2-core CPU). JAX's persistent
+the same HLO twice (several seconds each on a 2-core CPU). JAX's persistent
 compilation cache, keyed by the HLO, the compile options and the JAX/XLA
 version, lets the second compile load the first one's executable: the same
 machine code, so the same numbers, bit for bit.
 
 The cache lives in a temporary directory made for this session (removed at
-its end) unless ``JAX_COMPILATION_CACHE_DIR`` is already set. It is set in
-the environment before JAX is imported, so subprocesses (``train.py``,
-``evaluate.py``, the 4-device script) share it. ``FLPJAX_TEST_COMPILE_CACHE=0``
-turns it off (every program compiled afresh, as before).
+its end) unless ``JAX_COMPILATION_CACHE_DIR`` is already set. It is also put
+in the environment, so subprocesses (``train.py``, ``evaluate.py``, the
+multi-device scripts) share it. ``FLPJAX_TEST_COMPILE_CACHE=0`` turns it off
+(every program compiled afresh).
+
+`data_cache` is one directory of prepared datasets for the session: the tests
+that meta-train on Omniglot (and test_datasets.py's own checks) prepare it once
+instead of once per test.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import shutil
 import tempfile
 
 import jax
+import pytest
 
 _OWN_CACHE = None
 
@@ -44,3 +49,9 @@ if os.environ.get("FLPJAX_TEST_COMPILE_CACHE", "1") != "0":
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
   if _OWN_CACHE is not None:
     shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory):
+  """A prepared-data directory (``cache_dir`` / ``$FLPJAX_CACHE_DIR``) shared by the session."""
+  return tmp_path_factory.mktemp("flpjax_tfds")

@@ -40,8 +40,8 @@ needs_mini = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory) -> pathlib.Path:
-  return tmp_path_factory.mktemp("flpjax_tfds")
+def cache(data_cache) -> pathlib.Path:
+  return data_cache  # conftest.py: the session's, which the Omniglot meta-training tests reuse
 
 
 @pytest.fixture(scope="session")

@@ -131,8 +131,8 @@ def small_omniglot_config(steps):
 
 @needs_omniglot
 @pytest.mark.slow
-def test_short_omniglot_meta_training_beats_chance(tmp_path, monkeypatch):
-  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(tmp_path / "cache"))
+def test_short_omniglot_meta_training_beats_chance(tmp_path, monkeypatch, data_cache):
+  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(data_cache))
   result = train.train_and_evaluate(small_omniglot_config(600), str(tmp_path / "run"))
   # 5-way: chance is 0.2 (100 lifetimes of 25 unseen query images of unseen classes).
   assert result["accuracy"] > 0.4, result["accuracy"]
@@ -140,8 +140,8 @@ def test_short_omniglot_meta_training_beats_chance(tmp_path, monkeypatch):
 
 
 @needs_omniglot
-def test_omniglot_tasks_from_config(tmp_path, monkeypatch):
-  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(tmp_path / "cache"))
+def test_omniglot_tasks_from_config(monkeypatch, data_cache):
+  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(data_cache))
   c = small_omniglot_config(0)
   config_lib.validate(c)
   train_task, test_task = config_lib.make_tasks(c)

@@ -60,9 +60,9 @@ def test_trunk_params_groups_and_encoding():
 
 @needs_omniglot
 @pytest.mark.slow
-def test_flax_trunk_under_flp_learns_omniglot(tmp_path, monkeypatch):
+def test_flax_trunk_under_flp_learns_omniglot(monkeypatch, data_cache):
   """A flax CNN trunk + FLP (2) head, meta-trained briefly, beats chance on unseen classes."""
-  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(tmp_path / "cache"))
+  monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(data_cache))
   train_images = datasets.load_split("omniglot", "train", image_size=28)
   test_images = datasets.load_split("omniglot", "test", image_size=28)
   task = fewshot.make_train_task(train_images, dataset="omniglot")
