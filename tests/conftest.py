@@ -21,6 +21,7 @@ instead of once per test.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ _OWN_CACHE = None
 if os.environ.get("FLPJAX_TEST_COMPILE_CACHE", "1") != "0":
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _OWN_CACHE = tempfile.mkdtemp(prefix="flpjax-test-xla-cache-")
+    atexit.register(shutil.rmtree, _OWN_CACHE, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
   # Cache every program, however quick to compile (the default skips those under 1 s).
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -44,11 +46,6 @@ if os.environ.get("FLPJAX_TEST_COMPILE_CACHE", "1") != "0":
                     float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
   jax.config.update("jax_persistent_cache_min_entry_size_bytes",
                     int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
-
-
-def pytest_unconfigure(config):  # pylint: disable=unused-argument
-  if _OWN_CACHE is not None:
-    shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

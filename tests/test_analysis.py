@@ -333,8 +333,7 @@ def test_extend_plasticity_rejects_another_network():
   with pytest.raises(ValueError, match="feed-forward network does not match"):
     analysis.extend_plasticity(learners.flp(nets.regression_mlp((8, 9)), (4,), 2), source,
                                jax.random.key(1), meta.PAPER_REGRESSION_LRS)
-  grad = learners.gradient(nets.regression_mlp((8, 8)), (4,), 1, learn_lr=True)
+  wrong = dict(source, alpha={"2": jnp.zeros((1, 3))})  # the readout's plasticity, misshapen
   with pytest.raises(ValueError, match=r"source alpha\['2'\] does not match"):
     analysis.extend_plasticity(learners.flp(nets.regression_mlp((8, 8)), (4,), 2),
-                               grad.init_params(jax.random.key(0)), jax.random.key(1),
-                               meta.PAPER_REGRESSION_LRS)
+                               wrong, jax.random.key(1), meta.PAPER_REGRESSION_LRS)

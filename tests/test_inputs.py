@@ -5,6 +5,7 @@ contract) and checks that stderr ends with the expected one-line message and
 holds no traceback.
 """
 
+import concurrent.futures
 import contextlib
 import glob
 import os
@@ -184,15 +185,34 @@ def _prepare(name, run):
         f.truncate(7)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, setup, tmp_path):
+@pytest.fixture(scope="module")
+def outcomes(setup, tmp_path_factory):
+  """Every case of `CASES` run at once, as many binaries at a time as there are CPUs.
+
+  Each binary spends its time starting Python and importing JAX, one CPU each, so
+  the cases run side by side: ``{name: (completed process, paths of the case)}``.
+  """
   config_file, trained = setup
-  binary, args, message = CASES[name]
-  run = _copy(trained, tmp_path)
-  _prepare(name, run)
-  paths = dict(config=config_file, new=tmp_path / "new", run=run, tmp=tmp_path)
-  proc = _run(binary, [a.format(**paths) for a in args])
-  _check(proc, message.format(**paths))
+  cases = {}
+  for i, name in enumerate(CASES):
+    tmp = tmp_path_factory.mktemp(f"case{i}")
+    run = _copy(trained, tmp)
+    _prepare(name, run)
+    cases[name] = dict(config=config_file, new=tmp / "new", run=run, tmp=tmp)
+
+  def one(name):
+    binary, args, _ = CASES[name]
+    return _run(binary, [a.format(**cases[name]) for a in args])
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    procs = dict(zip(CASES, pool.map(one, CASES)))
+  return {name: (procs[name], cases[name]) for name in CASES}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, outcomes):
+  proc, paths = outcomes[name]
+  _check(proc, CASES[name][2].format(**paths))
 
 
 def test_corrupt_checkpoint_metadata_on_resume(setup, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 
 from flpjax import learners, lifetime, meta, nets
 from flpjax.estimators import full
-from flpjax.learners import plastic_feedback as pf_lib
+# The module (flpjax.learners re-exports its constructor under the module's name).
+pf_lib = importlib.import_module("flpjax.learners.plastic_feedback")
 from flpjax.learners.plastic_feedback import plastic_feedback
 from flpjax.tasks import sine
 

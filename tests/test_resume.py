@@ -99,8 +99,10 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_run(tmp_pa
   # loads that program instead of compiling it again at the same time.
   deadline = time.monotonic() + 120
   while not _steps(str(straight)):
-    assert uninterrupted.poll() is None and time.monotonic() < deadline, (
-        uninterrupted.communicate()[1][-2000:])
+    if uninterrupted.poll() is not None or time.monotonic() > deadline:
+      uninterrupted.kill()
+      pytest.fail("the uninterrupted run wrote no checkpoint: "
+                  f"{uninterrupted.communicate()[1][-2000:]}")
     time.sleep(0.01)
   victim = subprocess.Popen(_train_binary(config_file, killed), **quiet)
   deadline = time.monotonic() + 120
