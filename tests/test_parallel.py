@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from flpjax import learners, meta, nets, parallel
 from flpjax.estimators import full
@@ -49,30 +50,48 @@ def test_no_sharding_on_one_device():
   assert parallel.runs_sharding(4, jax.devices()[:1]) is None
 
 
-def test_sharded_runs_on_four_cpu_devices():
-  script = textwrap.dedent("""
-      import jax, jax.numpy as jnp, numpy as np
-      import test_parallel as t
-      from flpjax import meta, parallel
-      from flpjax.estimators import full
-      assert len(jax.devices()) == 4, jax.devices()
-      learner, task, opt, keys = t._setup()
-      states = meta.init_states(learner, opt, keys)
-      sharded = parallel.shard_runs(states)
-      leaf = sharded.params["ff"][0]["w"]
-      assert len(leaf.sharding.device_set) == 4, leaf.sharding
-      step = meta.make_runs_meta_step(full.make(learner, task), opt)
-      step_keys = jax.random.split(jax.random.key(1), 4)
-      out, m = step(sharded, step_keys, task.data)
-      assert len(out.params["ff"][0]["w"].sharding.device_set) == 4
-      ref, _ = step(meta.init_states(learner, opt, keys), step_keys, task.data)
-      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                   out.params, ref.params)
-      print("OK", m["loss"].shape)
-  """)
+FOUR_DEVICES = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    import test_parallel as t
+    from flpjax import meta, parallel
+    from flpjax.estimators import full
+    assert len(jax.devices()) == 4, jax.devices()
+    learner, task, opt, keys = t._setup()
+    states = meta.init_states(learner, opt, keys)
+    sharded = parallel.shard_runs(states)
+    leaf = sharded.params["ff"][0]["w"]
+    assert len(leaf.sharding.device_set) == 4, leaf.sharding
+    step = meta.make_runs_meta_step(full.make(learner, task), opt)
+    step_keys = jax.random.split(jax.random.key(1), 4)
+    out, m = step(sharded, step_keys, task.data)
+    assert len(out.params["ff"][0]["w"].sharding.device_set) == 4
+    ref, _ = step(meta.init_states(learner, opt, keys), step_keys, task.data)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                 out.params, ref.params)
+    print("OK", m["loss"].shape)
+""")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def four_devices(request):
+  """The 4-device script, started before this module's first test when the test that reads
+  it is selected: it then runs beside the in-process tests (on another CPU) instead of
+  after them."""
+  if not any(item.name == "test_sharded_runs_on_four_cpu_devices"
+             for item in request.session.items):
+    yield None
+    return
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")]))
-  proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                        check=False, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "OK (4,)" in proc.stdout
+  proc = subprocess.Popen([sys.executable, "-c", FOUR_DEVICES], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  yield proc
+  if proc.poll() is None:
+    proc.kill()
+    proc.communicate()
+
+
+def test_sharded_runs_on_four_cpu_devices(four_devices):
+  stdout, stderr = four_devices.communicate(timeout=300)
+  assert four_devices.returncode == 0, stderr[-3000:]
+  assert "OK (4,)" in stdout
