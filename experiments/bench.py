@@ -96,7 +96,7 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
     task, _ = _synthetic_tasks(config)
   else:
     task, _ = config_lib.make_tasks(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
+  optimizer = config_lib.make_optimizer(config, learner)
   estimator = config_lib.make_estimator(config, learner, task)
   if runs == 1:
     state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)

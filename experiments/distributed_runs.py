@@ -55,7 +55,7 @@ def main(argv):
           f"of the {jax.process_count()} processes (and at least 2)")
     jax.config.update("jax_default_matmul_precision", config.matmul_precision)
     learner = config_lib.make_learner(config)
-    optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
+    optimizer = config_lib.make_optimizer(config, learner)
     task, _ = config_lib.make_tasks(config)
     estimator = config_lib.make_estimator(config, learner, task)
     state = initial_state(config, learner, optimizer, estimator)  # sharded over all hosts

@@ -104,8 +104,11 @@ def _path_arg(path: str) -> str:
 _TABLE = flags.DEFINE_enum("table", None, ["1", "2"], "Which table.")
 _ROW = flags.DEFINE_string("row", None, "Row: " + ", ".join(ROW_NAMES))
 _COLUMNS = flags.DEFINE_list("columns", None, "Columns of the row (default: all).")
-_SCALE = flags.DEFINE_enum("scale", "reduced", ["paper", "reduced"], "Scale.")
-_SEEDS = flags.DEFINE_integer("seeds", None, "Independent networks (default 2 / 5 as the paper).")
+_SCALE = flags.DEFINE_enum("scale", "reduced", ["paper", "reduced", "mini"],
+                           "Scale. 'mini' without --table/--row: the whole CPU miniature "
+                           "(both tables, section 7.1, the claims).")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Independent networks (default: 2 / 5 as the "
+                              "paper; at mini scale the config's, MINI_SEEDS).")
 _SWEEP = flags.DEFINE_enum("sweep", "auto", ["auto", "on", "off"],
                            "Plasticity meta-LR sweep before the final runs (auto: on at reduced scale).")
 _ROOT = flags.DEFINE_string("workdir_root", os.path.join(REPO, "workdirs", "reproduce"),
@@ -119,15 +122,43 @@ _SECTION71 = flags.DEFINE_bool(
 _EVAL_BATCH = flags.DEFINE_integer(
     "eval_batch", None, "Lifetimes evaluated together (config.eval.batch; lower it on a CPU "
     "for meta-parameters stored with a GPU-sized batch).", lower_bound=1)
+_SET = flags.DEFINE_multi_string(
+    "set", [], "path=value: a config field set in every cell this run trains, e.g. "
+    "--set=meta.steps=100 (recorded in each cell's JSON as 'overrides').")
+_CELLS = flags.DEFINE_list(
+    "cells", None, "With --scale=mini: only these cells of the miniature, each "
+    "table:row:column (e.g. 1:flp3:continual, 1:section71:continual).")
 _PARAMS = flags.DEFINE_string(
     "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
     "(train.export_params, e.g. trained on a GPU) instead of training.")
 
 
-def load_config(string: str):
-  """The config of a config string (`config_string`)."""
+def overrides() -> dict:
+  """``--set`` as ``{path: value}`` (values as Python literals, else strings)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  out = {}
+  for item in (_SET.value if flags.FLAGS.is_parsed() else []):
+    path, eq, text = item.partition("=")
+    if not eq:
+      sys.exit(f"error: --set={item}: expected path=value, e.g. --set=meta.steps=100")
+    try:
+      out[path.strip()] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[path.strip()] = text
+  return out
+
+
+def load_config(string: str, apply_overrides: bool = True):
+  """The config of a config string (`config_string`), with ``--set`` applied."""
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  return config_lib.load_file(os.path.join(REPO, string))
+  config = config_lib.load_file(os.path.join(REPO, string))
+  if apply_overrides:
+    for path, value in overrides().items():
+      try:
+        config_lib.set_field(config, path, value)
+      except (KeyError, AttributeError, TypeError) as e:
+        sys.exit(f"error: --set={path}={value!r}: {e}")
+  return config
 
 
 def _flat(config) -> dict:
@@ -144,10 +175,10 @@ def _flat(config) -> dict:
   return out
 
 
-def reduced_changes(table: str, row: str, column: str) -> dict:
-  """The fields in which a cell's reduced-scale config differs from its paper one."""
-  paper = _flat(load_config(config_string(table, row, column, "paper")))
-  reduced = _flat(load_config(config_string(table, row, column, "reduced")))
+def reduced_changes(table: str, row: str, column: str, scale: str = "reduced") -> dict:
+  """The fields in which a cell's config at ``scale`` differs from its paper one."""
+  paper = _flat(load_config(config_string(table, row, column, "paper"), False))
+  reduced = _flat(load_config(config_string(table, row, column, scale), False))
   return {k: v for k, v in reduced.items() if paper.get(k) != v}
 
 
@@ -205,22 +236,28 @@ def _data_dir(config, data_dir: str):
   return config
 
 
-def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int, sweep: bool,
+def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None, sweep: bool,
              root: str, data_dir: str = "") -> dict:
-  """Trains (or resumes) and evaluates one cell; returns its result record."""
+  """Trains (or resumes) and evaluates one cell; returns its result record.
+
+  ``seeds`` None: the config's own ``runs`` (the mini scale's `MINI_SEEDS`).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax import datasets, train  # pylint: disable=g-import-not-at-top
 
-  config = load_config(config_string(table, row, column, scale))
+  config = load_config(config_string(table, row, column, scale, runs=seeds))
+  seeds = config.runs
   cell_dir = os.path.join(root, f"table{table}", scale, f"{row}_{column}")
   os.makedirs(cell_dir, exist_ok=True)
   clock = _json(os.path.join(cell_dir, "wall.json"), {"wall_s": 0.0})
   t0 = time.time()
   record = {"table": table, "row": row, "column": column,
             "config": config_string(table, row, column, scale, runs=seeds), "scale": scale,
-            "reduced": reduced_changes(table, row, column) if scale == "reduced" else {},
+            "reduced": reduced_changes(table, row, column, scale) if scale != "paper" else {},
             "seeds": seeds, "workdir": os.path.relpath(cell_dir, REPO)}
+  if overrides():
+    record["overrides"] = overrides()
   try:
     chosen = None
     if sweep and config.learner in ("flp",) and config.estimator != "oml":  # rows with a sweep
@@ -272,7 +309,8 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
   t0 = time.time()
   result = train.train_and_evaluate(config, os.path.join(root, "table1", scale, "section71"))
   record = {"config": string, "scale": scale,
-            "reduced": reduced_changes("1", "section71", "continual") if scale == "reduced" else {},
+            "reduced": (reduced_changes("1", "section71", "continual", scale)
+                        if scale != "paper" else {}),
             "meta_steps": int(result["step"]), "seeds": config.runs,
             "plasticity_lr": config.meta.lr.alpha, "device": summary.device_name(),
             "wall_s": round(time.time() - t0, 1),
@@ -343,35 +381,50 @@ def load_results(results_dir: str) -> dict:
 
 
 def _compare(ra: dict, rb: dict) -> tuple[str, float, float]:
-  """Whether ``ra``'s mean is below ``rb``'s by at least 2 standard errors.
+  """Whether ``ra``'s mean is below ``rb``'s by more than 2 standard errors of the gap.
 
-  Returns the verdict, the gap ``rb - ra`` and the standard error of the gap.
+  Returns ``('holds' | 'fails', gap, se)`` with ``gap = rb - ra`` and its
+  standard error (the cells' standard errors over independently meta-trained
+  networks, combined).
   """
   gap = rb["mean"] - ra["mean"]
   se = ((ra.get("stderr") or 0) ** 2 + (rb.get("stderr") or 0) ** 2) ** 0.5
-  if se > 0 and abs(gap) < 2 * se:
-    return "not resolved: the two are within 2 standard errors", gap, se
-  return ("holds" if gap > 0 else "does not hold"), gap, se
+  return ("holds" if gap > 2 * se else "fails"), gap, se
+
+
+def _comparable(ra: dict, rb: dict) -> tuple[str, float, float]:
+  """'holds' when neither mean is below the other by more than 2 standard errors."""
+  below_a, gap, se = _compare(ra, rb)
+  below_b, _, _ = _compare(rb, ra)
+  return ("fails" if "holds" in (below_a, below_b) else "holds"), gap, se
+
+
+#: The paper's claims on the tables: (text, kind, cell a, cell b); kind 'below': a's
+#: mean below b's by 2 standard errors; 'comparable': neither below the other.
+CLAIMS = [
+    ("FLP (3) below feature reuse (1) on continual sine", "below",
+     ("1", "flp3", "continual"), ("1", "reuse1", "continual")),
+    ("FLP (3) below gradient-based (3) on continual sine", "below",
+     ("1", "flp3", "continual"), ("1", "grad3", "continual")),
+    ("FLP (3) comparable to gradient-based (3) on i.i.d. sine", "comparable",
+     ("1", "flp3", "iid"), ("1", "grad3", "iid")),
+    ("FLP (2) below feature reuse (1) on Omniglot", "below",
+     ("2", "flp2", "omniglot"), ("2", "reuse1", "omniglot")),
+    ("FLP (2) below feature reuse (1) on mini-ImageNet", "below",
+     ("2", "flp2", "mini_imagenet"), ("2", "reuse1", "mini_imagenet")),
+    ("FLP (2) comparable to gradient-based (2) on i.i.d. Omniglot", "comparable",
+     ("2", "flp2", "omniglot"), ("2", "grad2", "omniglot")),
+]
 
 
 def _claims(results) -> list[str]:
   lines = []
-  checks = [
-      ("FLP (3) below feature reuse (1) on continual sine", ("1", "flp3", "continual"),
-       ("1", "reuse1", "continual")),
-      ("FLP (3) below gradient-based (3) on continual sine", ("1", "flp3", "continual"),
-       ("1", "grad3", "continual")),
-      ("FLP (2) below gradient-based (3) on continual sine", ("1", "flp2", "continual"),
-       ("1", "grad3", "continual")),
-      ("FLP (2) below feature reuse (1) on Omniglot", ("2", "flp2", "omniglot"),
-       ("2", "reuse1", "omniglot")),
-  ]
-  for scale in ("reduced", "paper"):
-    for text, a, b in checks:
+  for scale in ("mini", "reduced", "paper"):
+    for text, kind, a, b in CLAIMS:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if not (ra and rb and ra.get("status") == "done" and rb.get("status") == "done"):
         continue
-      verdict, gap, se = _compare(ra, rb)
+      verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
       m = ra["metric"]
       lines.append(
           f"* {scale} scale: {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
@@ -437,7 +490,7 @@ def write_results_md(results_dir: str) -> str:
       cells = []
       for column in cols:
         ours = []
-        for scale in ("paper", "reduced"):
+        for scale in ("paper", "mini", "reduced"):
           r = results.get((table, row, column, scale))
           if not r:
             continue
@@ -494,6 +547,108 @@ def write_results_md(results_dir: str) -> str:
   return path
 
 
+# ----------------------------------------------------------------------------- the miniature
+
+
+#: Measured cost of one meta-step of one network at mini scale on the 2-core AMD EPYC
+#: (AVX2) dev machine, in seconds, by table: the job's first ETA (refined as it runs).
+MINI_S_PER_RUN_STEP = {"1": 0.04, "2": 0.04}
+
+
+def mini_plan() -> list[tuple[str, str, str]]:
+  """Every cell of the miniature, in an order that meets each cell's dependencies:
+  Table 1 (FLP before the gradient row that starts from it), section 7.1 (after
+  feature reuse), Table 2."""
+  plan = [("1", row, column) for row in PAPER["1"] for column in COLUMNS["1"]]
+  plan.append(("1", "section71", "continual"))
+  plan += [("2", row, column) for row in PAPER["2"] for column in COLUMNS["2"]]
+  return plan
+
+
+def missing_data(plan, data_dir: str = "") -> list[str]:
+  """``'dataset split (folder)'`` for every split the cells of ``plan`` need that is absent."""
+  from flpjax import datasets  # pylint: disable=g-import-not-at-top
+  out = []
+  needs = {"omniglot": ("train", "test"), "mini_imagenet": ("train", "test")}
+  used = {"mini_imagenet" if column == "mini_imagenet" else "omniglot"
+          for table, _, column in plan if table == "2"}
+  for dataset, splits in needs.items():
+    if dataset not in used:
+      continue
+    try:
+      present = datasets.available_splits(dataset, data_dir or None)
+    except datasets.DataError:
+      present = []
+    out += [f"{dataset} split {split!r} ({datasets.dataset_dir(dataset, data_dir or None)})"
+            for split in splits if split not in present]
+  return out
+
+
+def _cell_units(table: str, row: str, column: str) -> float:
+  """Estimated seconds of a miniature cell: meta-steps x networks x `MINI_S_PER_RUN_STEP`."""
+  config = load_config(config_string(table, row, column, "mini"))
+  return config.meta.steps * config.runs * MINI_S_PER_RUN_STEP[table]
+
+
+def _done(results_dir: str, table: str, row: str, column: str, scale: str):
+  if row == "section71":
+    record = _json(os.path.join(results_dir, "section71.json"))
+    return record if record and record.get("scale") == scale else None
+  record = _json(os.path.join(results_dir, f"table{table}", f"{row}.json"), {})
+  record = record.get(scale, {}).get(column)
+  return record if record and record.get("status") == "done" else None
+
+
+def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
+  """The whole CPU miniature, resumably: every cell of `mini_plan` not yet in
+  ``results_dir``, then RESULTS.md; returns the claims' lines.
+
+  Progress: one line per cell with the job's elapsed time and ETA (from the
+  cost estimate of the cells left, scaled by the speed measured so far).
+  """
+  from flpjax.experiment.progress import _hms  # pylint: disable=g-import-not-at-top
+  plan = mini_plan()
+  if _CELLS.value:
+    chosen = [tuple(c.split(":")) for c in _CELLS.value]
+    bad = [":".join(c) for c in chosen if c not in plan]
+    if bad:
+      sys.exit(f"error: --cells={','.join(bad)}: expected some of "
+               + ", ".join(":".join(c) for c in plan))
+    plan = [c for c in plan if c in chosen]
+  missing = missing_data(plan, data_dir)
+  if missing:
+    sys.exit(f"error: --data_dir={data_dir or '(default)'}: the miniature needs "
+             + "; ".join(missing) + " (see README, Data)")
+  units = {cell: _cell_units(*(cell if cell[1] != "section71" else ("1", "flp3", "continual")))
+           for cell in plan}
+  left = [cell for cell in plan if not _done(results_dir, cell[0], cell[1], cell[2], "mini")]
+  total = sum(units[c] for c in left)
+  print(f"[mini] {len(plan) - len(left)} of {len(plan)} cells already done; {len(left)} to "
+        f"run, estimated {_hms(total)}", flush=True)
+  t0, spent = time.time(), 0.0
+  for n, cell in enumerate(left):
+    table, row, column = cell
+    print(f"[mini] cell {n + 1}/{len(left)}: table {table} {row} {column}", flush=True)
+    if row == "section71":
+      section71("mini", root, results_dir)
+    else:
+      record = run_cell(table, row, column, scale="mini", seeds=None, sweep=False, root=root,
+                        data_dir=data_dir)
+      path = os.path.join(results_dir, f"table{table}", f"{row}.json")
+      data = _json(path, {})
+      data.setdefault("mini", {})[column] = record
+      summary.write_json(path, data)
+      if record.get("status") != "done":
+        sys.exit(f"error: table {table} {row} {column}: {record.get('reason')}")
+    spent += units[cell]
+    elapsed = time.time() - t0
+    remaining = sum(units[c] for c in left[n + 1:]) * elapsed / spent
+    print(f"[mini] {n + 1}/{len(left)} cells done, elapsed {_hms(elapsed)}, "
+          f"ETA {_hms(remaining)}", flush=True)
+  write_results_md(results_dir)
+  return [line for line in _claims(load_results(results_dir)) if "mini scale" in line]
+
+
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
@@ -506,6 +661,10 @@ def main(argv):
     print(write_results_md(_RESULTS.value))
     return
   table, row = _TABLE.value, _ROW.value
+  if _SCALE.value == "mini" and table is None and row is None:
+    lines = mini_job(_ROOT.value, _RESULTS.value, _DATA_DIR.value)
+    print("\n".join(["The paper's claims at the mini scale (results/RESULTS.md):"] + lines))
+    return
   if table is None or row is None:
     sys.exit("error: --table and --row are required (or --tables_only)")
   if row not in PAPER[table]:
@@ -514,8 +673,8 @@ def main(argv):
   bad = [c for c in columns if c not in COLUMNS[table]]
   if bad:
     sys.exit(f"error: --columns={','.join(bad)}: expected some of {', '.join(COLUMNS[table])}")
-  seeds = _SEEDS.value or (2 if table == "1" else 5)
-  if seeds < 1:
+  seeds = _SEEDS.value or (None if _SCALE.value == "mini" else 2 if table == "1" else 5)
+  if seeds is not None and seeds < 1:
     sys.exit(f"error: --seeds={seeds}: expected an integer >= 1")
   sweep = _SWEEP.value == "on" or (_SWEEP.value == "auto" and _SCALE.value == "reduced")
   path = os.path.join(_RESULTS.value, f"table{table}", f"{row}.json")
@@ -539,4 +698,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=summary.parse_flags_or_exit)

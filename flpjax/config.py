@@ -7,8 +7,9 @@ notebooks import ``flpjax.config``; the definitions live in
 """
 
 from flpjax.experiment.registry import (ESTIMATORS, LEARNERS, TASKS, make_estimator,  # noqa: F401
-                                        make_learner, make_tasks, make_validation_task, meta_lrs,
-                                        network, output_kind, validate)
+                                        make_learner, make_optimizer, make_tasks,
+                                        make_validation_task, meta_lrs, network, output_kind,
+                                        validate)
 from flpjax.experiment.schema import (MATMUL_PRECISIONS, RUN_ARGS, ConfigError,  # noqa: F401
                                       apply_run_args, base_config, load_file, migrate,
                                       parse_arg, plasticity_group, set_field, with_defaults)

@@ -58,12 +58,23 @@ class TrainState(NamedTuple):
 def make_optimizer(
     lrs: Mapping[str, float | optax.Schedule], learner: Learner,
     max_consecutive_nonfinite: int = 2**30,
+    *,
+    clip_norm: float = 0.0,
+    warmup_steps: int = 0,
+    nonnegative: tuple[str, ...] = (),
 ) -> optax.GradientTransformation:
   """Adam per meta-parameter group, guarded against non-finite gradients.
 
   Every Adam is wrapped in `optax.inject_hyperparams`, so its learning rate is
   part of the optimizer state: independent runs `vmap`ped together can each
   have their own (`set_learning_rates`), e.g. in a sweep.
+
+  Per group, the chain is: ``clip_by_global_norm(clip_norm)`` (if > 0), Adam,
+  a linear warm-up of the step over ``warmup_steps`` meta-steps (if > 0; a
+  multiplier after Adam, so per-run rates stay settable), and
+  ``keep_params_nonnegative`` for the groups in ``nonnegative``. The defaults
+  are the paper's procedure (plain Adam); the options are the divergence
+  remedies measured in BUILD_NOTES ("Why networks diverge").
 
   Args:
     lrs: learning rate per group of the learner (`Learner.groups`; a group
@@ -75,6 +86,11 @@ def make_optimizer(
     max_consecutive_nonfinite: passed to `optax.apply_if_finite`; the training
       loop stops the run well before this (``meta.max_nonfinite``), since
       apply_if_finite lets updates through after that many.
+    clip_norm: clip each group's meta-gradient to this global norm (0: none).
+    warmup_steps: scale every group's step by ``min(1, (count + 1) / warmup_steps)``.
+    nonnegative: groups projected onto ``>= 0`` after each update (e.g.
+      ``('alpha', 'alpha_readout')``: plasticities of one sign, so that Oja's decay
+      term never grows a weight).
 
   Returns:
     The optimizer.
@@ -91,12 +107,27 @@ def make_optimizer(
   if "alpha_readout" not in lrs:  # standard layout: the readout shares alpha's rate
     lrs["alpha_readout"] = lrs.get("alpha", 0.0)
 
-  def group(lr):
-    if callable(lr) or lr > 0:
-      return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
-    return optax.set_to_zero()
+  unknown = set(nonnegative) - set(names)
+  if unknown:
+    raise ValueError(f"nonnegative: unknown meta-parameter groups {sorted(unknown)}; this "
+                     f"learner has {group_names(learner)}")
 
-  transforms = {g: group(lrs.get(g, 0.0)) for g in names}
+  def group(name, lr):
+    if not (callable(lr) or lr > 0):
+      return optax.set_to_zero()
+    adam = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+    if not (clip_norm or warmup_steps or name in nonnegative):
+      return adam  # the paper's procedure; the state layout of older checkpoints
+    chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+    chain.append(adam)
+    if warmup_steps:
+      chain.append(optax.scale_by_schedule(
+          lambda count: jnp.minimum(1.0, (count + 1.0) / warmup_steps)))
+    if name in nonnegative:
+      chain.append(optax.keep_params_nonnegative())
+    return optax.chain(*chain)
+
+  transforms = {g: group(g, lrs.get(g, 0.0)) for g in names}
   opt = optax.partition(transforms, lambda p: param_labels(p, learner))
   return optax.apply_if_finite(opt, max_consecutive_nonfinite)
 
@@ -116,14 +147,24 @@ def set_learning_rates(opt_state, lrs: Mapping[str, Any]):
   """
   partition = opt_state.inner_state
   inner = dict(partition.inner_states)
+
+  def with_rate(state, lr):  # the Adam's state, alone or inside a chain (make_optimizer)
+    hp = getattr(state, "hyperparams", None)
+    if hp is not None and "learning_rate" in hp:
+      hp = dict(hp, learning_rate=jnp.asarray(lr, hp["learning_rate"].dtype)
+                * jnp.ones_like(hp["learning_rate"]))
+      return state._replace(hyperparams=hp), True
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+      parts = [with_rate(s, lr) for s in state]
+      return tuple(p for p, _ in parts), any(found for _, found in parts)
+    return state, False
+
   for g, lr in lrs.items():
     masked = inner.get(g)
-    hp = getattr(getattr(masked, "inner_state", None), "hyperparams", None)
-    if hp is None or "learning_rate" not in hp:
+    state, found = with_rate(getattr(masked, "inner_state", None), lr)
+    if not found:
       raise ValueError(f"group {g!r} has no learning rate to set (frozen, or unknown)")
-    hp = dict(hp, learning_rate=jnp.asarray(lr, hp["learning_rate"].dtype)
-              * jnp.ones_like(hp["learning_rate"]))
-    inner[g] = masked._replace(inner_state=masked.inner_state._replace(hyperparams=hp))
+    inner[g] = masked._replace(inner_state=state)
   return opt_state._replace(inner_state=partition._replace(inner_states=inner))
 
 
@@ -154,7 +195,9 @@ def make_meta_step(
 
   Metrics: ``loss`` (meta-loss before the update), ``grad_norm``, ``finite``
   (whether the update was applied), ``nonfinite_total`` and
-  ``nonfinite_in_row`` (from `optax.apply_if_finite`), plus the estimator's own.
+  ``nonfinite_in_row`` (from `optax.apply_if_finite`), ``grad_norm_<key>`` for
+  each top-level key of the meta-parameters (``ff``, ``fb``, ``alpha``, ...),
+  plus the estimator's own.
   """
 
   def meta_step(state: TrainState, key: jax.Array, data: Any):
@@ -165,8 +208,11 @@ def make_meta_step(
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     new = optax.apply_updates(params, updates)
     new = jax.tree.map(lambda a, b: jnp.where(opt_state.last_finite, a, b), new, state.params)
+    by_key = ({f"grad_norm_{k}": global_norm(v) for k, v in grads.items()}
+              if isinstance(grads, dict) else {})
     metrics = {
         **metrics,
+        **by_key,
         "grad_norm": grad_norm,
         "finite": opt_state.last_finite,
         "nonfinite_total": opt_state.total_notfinite,

@@ -26,7 +26,6 @@ import numpy as np
 from absl import logging
 
 from flpjax import config as config_lib
-from flpjax import meta
 from flpjax.datasets import DataError
 from flpjax.experiment import aggregate, loop
 from flpjax.experiment.aggregate import evaluate_params, results_table  # noqa: F401
@@ -67,7 +66,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
   workdir = prepare_workdir(workdir)
   learner = config_lib.make_learner(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
+  optimizer = config_lib.make_optimizer(config, learner)
   train_task, _ = config_lib.make_tasks(config)  # data errors before any workdir state
   estimator = config_lib.make_estimator(config, learner, train_task)
   mngr = checkpoint_manager(workdir, config.keep_checkpoints)

@@ -38,7 +38,7 @@ SINE_ROWS = {
     "flp3": {"learner": "flp", "plastic_layers": 3, "meta.lr.alpha": 1e-8, "meta.lr.ff": 1e-4},
     "flp9": {"learner": "flp", "plastic_layers": 9},
     "grad3": {"learner": "gradient", "plastic_layers": 3, "gradient.lr": 0.003,
-              "gradient.learn_lr": True, "meta.lr.alpha": 1e-6, "estimator": "full"},
+              "gradient.learn_lr": True, "meta.lr.lr": 1e-6, "estimator": "full"},
     "oml3": {"learner": "gradient", "estimator": "oml", "plastic_layers": 3, "seed": 1000,
              "gradient.lr": 0.003, "gradient.learn_lr": False,
              "meta.ff_milestones": (1500, 2500, 3500), "meta.ff_decay": 0.3,
@@ -49,7 +49,7 @@ FEWSHOT_ROWS = {
     "reuse1": {"learner": "flp", "plastic_layers": 1, **FLP_FEWSHOT},
     "flp2": {"learner": "flp", "plastic_layers": 2, **FLP_FEWSHOT},
     "grad2": {"learner": "gradient", "plastic_layers": 2, "gradient.lr": 0.03,
-              "gradient.learn_lr": True, "meta.lr.alpha": 1e-4},
+              "gradient.learn_lr": True, "meta.lr.lr": 1e-4},
     "oml2": {"learner": "gradient", "estimator": "oml", "plastic_layers": 2, "seed": 10000,
              "net.channels": 256, "net.hidden": 1024, "net.readout": 1000,
              "oml.reset_row": True, "oml.clamp": 5.0, "oml.eval_rule": "adam"},
@@ -233,3 +233,38 @@ def test_docstrings_commands_load():
     assert len(strings) >= 3, name
     for string in strings:
       config_lib.validate(config_lib.load_file(os.path.join(REPO, string)))
+
+
+@pytest.mark.parametrize("string, rate", [("sine.py:row=grad3", 1e-6),
+                                          ("sine.py:row=grad3,scale=reduced", 1e-6),
+                                          ("fewshot.py:row=grad2", 1e-4)])
+def test_learned_inner_rates_get_the_tables_meta_learning_rate(string, rate):
+  """The gradient rows' learned inner rates are the learner's group 'lr' (Tables 3, 4)."""
+  config = load(string)
+  assert config_lib.meta_lrs(config)["lr"] == rate
+
+
+@pytest.mark.parametrize("row", ["reuse1", "flp2", "flp3", "grad3", "oml3"])
+def test_sine_mini_keeps_the_papers_lifetime_on_a_narrow_network(row):
+  config = load(f"sine.py:row={row},order=continual,scale=mini")
+  config_lib.validate(config)
+  paper = load(f"sine.py:row={row},order=continual")
+  for path in ("sine.n_functions", "sine.steps_per_function", "sine.batch_size",
+               "sine.queries_per_function", "sine.pool_size", "eval.lifetimes", "learner",
+               "estimator", "plastic_layers"):
+    assert field(config, path) == field(paper, path), path
+  assert max(config.net.widths) < min(paper.net.widths)
+  assert config.runs == 8 and not config.sweep.lrs
+
+
+@pytest.mark.parametrize("dataset", ["omniglot", "mini_imagenet"])
+@pytest.mark.parametrize("row", ["reuse1", "flp2", "grad2", "oml2"])
+def test_fewshot_mini_cells_validate(dataset, row):
+  config = load(f"fewshot.py:dataset={dataset},row={row},scale=mini")
+  config_lib.validate(config)
+  assert config.runs == 5 and config.fewshot.image_size == 28
+
+
+def test_unknown_scale_is_one_line_naming_the_allowed_ones():
+  with pytest.raises(config_lib.ConfigError, match="scale.*paper.*reduced.*mini"):
+    load("sine.py:row=flp3,scale=tiny")

@@ -215,3 +215,35 @@ def test_gradients_that_would_overflow_adam_are_skipped():
   fine = meta.guard(jnp.asarray(0.5), {"a": jnp.array([1.0, 1e17])})
   np.testing.assert_array_equal(fine["a"], np.float32([1.0, 1e17]))
   assert np.all(np.isnan(np.asarray(meta.guard(jnp.asarray(np.inf), {"a": jnp.ones(1)})["a"])))
+
+
+def test_divergence_remedies_clip_warm_up_and_keep_plasticity_nonnegative():
+  """meta.clip_norm / warmup_steps / nonnegative: each group clipped on its own, the
+  step scaled by (count + 1) / warmup, the named groups projected onto >= 0; per-run
+  rates still settable through the chains."""
+  learner = learners.flp(nets.regression_mlp((8, 8)), (11,), 2, init_alpha=1e-3)
+  lrs = {"ff": 1e-2, "fb": 1e-3, "alpha": 1e-2, "beta": 1e-3}
+  opt = meta.make_optimizer(lrs, learner, clip_norm=0.5, warmup_steps=4,
+                            nonnegative=("alpha", "alpha_readout"))
+  state = meta.init_state(learner, opt, jax.random.key(0))
+  grads = jax.tree.map(lambda a: 100.0 * jnp.ones_like(a), state.params)
+  params, opt_state = state.params, state.opt_state
+  ref_opt = optax.adam(1e-2)
+  ref_state = ref_opt.init(params["ff"])
+  for t in range(3):
+    updates, opt_state = opt.update(grads, opt_state, params)
+    clipped = optax.clip_by_global_norm(0.5).update(grads["ff"], None)[0]
+    ref, ref_state = ref_opt.update(clipped, ref_state)
+    chex.assert_trees_all_close(updates["ff"], jax.tree.map(lambda u: u * (t + 1) / 4, ref),
+                                rtol=1e-5)
+    params = optax.apply_updates(params, updates)
+    for a in jax.tree.leaves(params["alpha"]):  # alpha = 1e-3 minus ~1e-2 steps: clamped
+      assert np.all(np.asarray(a) >= 0.0)
+  assert np.all(np.asarray(params["alpha"]["1"]) == 0.0)
+  assert np.all(np.asarray(params["beta"]["1"]) < state.params["beta"]["1"])  # not projected
+  # set_learning_rates reaches the Adam inside the chain: rate 0 freezes ff.
+  frozen = meta.set_learning_rates(opt_state, {"ff": 0.0})
+  updates, _ = opt.update(grads, frozen, params)
+  np.testing.assert_array_equal(updates["ff"][0]["w"], 0.0)
+  with pytest.raises(ValueError, match="nonnegative: unknown"):
+    meta.make_optimizer(lrs, learner, nonnegative=("gamma",))

@@ -11,7 +11,8 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   images, then the next class's; the Omniglot (continual) column).
 * ``row`` [flp2]: ``reuse1`` Feature reuse (1), ``flp2`` FLP (2), ``grad2``
   Gradient-based (2), ``oml2`` Original OML (2).
-* ``scale`` [paper]: ``paper``, or ``reduced`` (`REDUCED`, CPU-sized).
+* ``scale`` [paper]: ``paper``, ``reduced`` (`REDUCED`, CPU-sized), or ``mini`` (`MINI`:
+  the CPU miniature of ``reproduce.py --scale=mini``, `MINI_SEEDS` networks, no sweep).
 * ``sweep`` [false]: one network per plasticity meta-learning rate of `SWEEPS`,
   compared on validation classes (Omniglot: the last `VALIDATION_CLASSES`
   meta-training classes, held out of the sweep's meta-training; mini-ImageNet:
@@ -72,8 +73,9 @@ each in its results.
 
 from flpjax import config as config_lib
 
+SCALES = ("paper", "reduced", "mini")
 CHOICES = dict(dataset=("omniglot", "mini_imagenet"), order=("iid", "continual"),
-               row=("reuse1", "flp2", "grad2", "oml2"), scale=("paper", "reduced"))
+               row=("reuse1", "flp2", "grad2", "oml2"), scale=SCALES)
 #: FLP's plasticity meta-learning rates (Table 4): (penultimate, readout).
 FLP_RATES = {"omniglot": (1e-3, 1e-5), "mini_imagenet": (1e-4, 1e-8)}
 
@@ -84,6 +86,14 @@ REDUCED = {
     "eval.lifetimes": 200, "eval.batch": 50, "checkpoint_every": 500, "log_every": 250,
 }
 REDUCED_FLP = {"meta.lr.alpha_readout": 1e-2}
+#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the reduced network
+#: and images, `MINI_SEEDS` networks per cell, fixed plasticity rates (no sweep), the
+#: divergence remedy measured to help (`MINI_REMEDY`, FLP rows).
+MINI = {**REDUCED, "meta.steps": 600, "eval.lifetimes": 100, "eval.batch": 50,
+        "checkpoint_every": 200, "log_every": 100}
+MINI_FLP = {"meta.lr.alpha_readout": 1e-2}
+MINI_REMEDY = {}
+MINI_SEEDS = 5
 #: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
 #: The gradient rows have no sweep: the gradient learner has no plasticity group
 #: (its inner SGD rate is fixed). Before learners declared their groups, the
@@ -119,7 +129,7 @@ def get_config(arg=None):
     c.learner = "gradient"
     c.gradient.lr = 0.03
     c.gradient.learn_lr = True
-    c.meta.lr.alpha = 1e-4
+    c.meta.lr.lr = 1e-4  # the learned inner rates' group (Table 4)
   if a.row != "oml2":
     if imagenet:
       c.net.channels = 256
@@ -144,6 +154,11 @@ def get_config(arg=None):
   if a.scale == "reduced":
     for path, value in {**REDUCED, **(REDUCED_FLP if c.learner == "flp" else {})}.items():
       config_lib.set_field(c, path, value)
+  if a.scale == "mini":
+    flp = {**MINI_FLP, **MINI_REMEDY} if c.learner == "flp" else {}
+    for path, value in {**MINI, **flp}.items():
+      config_lib.set_field(c, path, value)
+    c.runs = MINI_SEEDS
   if a.sweep and a.dataset == "omniglot":
     c.fewshot.validation_classes = VALIDATION_CLASSES
   sweep = None if c.estimator == "oml" else SWEEPS.get((c.learner, a.scale))

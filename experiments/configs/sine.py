@@ -12,7 +12,9 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   layers plastic (the authors' published example command; not a table row),
   ``section71`` section 7.1 (continual only), ``quick`` the quick start (reduced only).
 * ``order`` [iid]: ``iid`` or ``continual``, the table's two columns.
-* ``scale`` [paper; reduced for quick]: ``paper``, or ``reduced`` (`REDUCED`, CPU-sized).
+* ``scale`` [paper; reduced for quick]: ``paper``, ``reduced`` (`REDUCED`, CPU-sized), or
+  ``mini`` (`MINI`: the CPU miniature of ``reproduce.py --scale=mini``, `MINI_SEEDS`
+  networks per cell, no sweep).
 * ``sweep`` [false]: one network per plasticity meta-learning rate of `SWEEPS`,
   compared on held-out functions (B.1); not for oml3.
 * ``runs`` [1]: independent networks meta-trained together (``config.runs``).
@@ -80,7 +82,8 @@ records each in its results.
 from flpjax import config as config_lib
 
 ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "section71", "quick")
-CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=("paper", "reduced"))
+SCALES = ("paper", "reduced", "mini")
+CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=SCALES)
 PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, section71=3, quick=3)
 
 #: Reduced scale (CPU-sized), every row; grad3 and oml3 keep their feed-forward
@@ -91,6 +94,18 @@ REDUCED = {
     "meta.steps": 4000, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3, "meta.lr.beta": 1e-3,
     "eval.lifetimes": 50, "checkpoint_every": 500, "log_every": 250,
 }
+#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the paper's lifetime
+#: (10 functions x 40 batches of 32 points, so feature reuse has the data to learn
+#: from) on a narrow network, the paper's procedure otherwise, with the divergence
+#: remedy measured to help (`MINI_REMEDY`). Every row; `MINI_RATES` per learner.
+MINI = {
+    "net.widths": (32,) * 8, "meta.steps": 1500, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3,
+    "meta.lr.beta": 1e-3, "eval.lifetimes": 50, "checkpoint_every": 250, "log_every": 100,
+}
+MINI_REMEDY = {}
+MINI_RATES = {"flp": {"meta.lr.alpha": 1e-6}, "gradient": {"meta.lr.ff": 1e-4}}
+#: Independent networks per miniature cell (claims at 2 standard errors).
+MINI_SEEDS = 8
 #: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
 #: The gradient rows have no sweep: the gradient learner has no plasticity group
 #: (its inner SGD rate is fixed). Before learners declared their groups, the
@@ -118,7 +133,7 @@ def get_config(arg=None):
     c.learner = "gradient"
     c.gradient.lr = 0.003
     c.gradient.learn_lr = True
-    c.meta.lr.alpha = 1e-6
+    c.meta.lr.lr = 1e-6  # the learned inner rates' group (Table 3)
   elif a.row == "oml3":
     c.estimator = "oml"
     c.seed = 1000
@@ -133,6 +148,10 @@ def get_config(arg=None):
       config_lib.set_field(c, path, value)
     if c.learner == "gradient":
       c.meta.lr.ff = 1e-4
+  if scale == "mini":
+    for path, value in {**MINI, **MINI_REMEDY, **MINI_RATES.get(c.learner, {})}.items():
+      config_lib.set_field(c, path, value)
+    c.runs = MINI_SEEDS
   if a.row == "section71":
     c.meta.lr.ff = 0.0
   if a.row == "quick":

@@ -55,7 +55,7 @@ class Checkpointed(NamedTuple):
 
 def _abstract_state(config, estimator=None) -> meta.TrainState:
   learner = config_lib.make_learner(config)
-  optimizer = meta.make_optimizer(config_lib.meta_lrs(config, learner), learner)
+  optimizer = config_lib.make_optimizer(config, learner)
   if config.runs > 1:
     return jax.eval_shape(lambda: meta.init_states(learner, optimizer, run_keys(config),
                                                    estimator=estimator))

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import optax
 
-from flpjax import feedback, learners, nets, plasticity
+from flpjax import feedback, learners, meta, nets, plasticity
 from flpjax.estimators import es as es_lib
 from flpjax.estimators import full as full_lib
 from flpjax.estimators import oml as oml_lib
@@ -555,6 +555,15 @@ def meta_lrs(config, learner: Learner | None = None) -> dict[str, Any]:
   return out
 
 
+def make_optimizer(config, learner: Learner | None = None) -> optax.GradientTransformation:
+  """The meta-optimizer of a config: `meta.make_optimizer` with `meta_lrs` and the
+  ``meta.clip_norm`` / ``warmup_steps`` / ``nonnegative`` options."""
+  learner = learner or make_learner(config)
+  return meta.make_optimizer(
+      meta_lrs(config, learner), learner, clip_norm=float(config.meta.clip_norm),
+      warmup_steps=int(config.meta.warmup_steps), nonnegative=tuple(config.meta.nonnegative))
+
+
 def validate(config) -> None:
   """Checks every field; raises `ConfigError` naming the first bad one."""
   _check_choice(config, "task", TASKS)
@@ -582,5 +591,10 @@ def validate(config) -> None:
   except ValueError as e:
     raise ConfigError(f"config.learner={config.learner!r}: {e}") from None
   _check_lifetime_memory(config, learner)
+  bad = [g for g in config.meta.nonnegative if g not in group_names(learner)]
+  if bad or isinstance(config.meta.nonnegative, str):
+    _fail("meta.nonnegative", tuple(config.meta.nonnegative) if not isinstance(
+        config.meta.nonnegative, str) else config.meta.nonnegative,
+          f"a tuple of this learner's groups {group_names(learner)}")
   if config.sweep.lrs:  # the swept group must be one of the learner's
     _check_choice(config, "sweep.group", group_names(learner))

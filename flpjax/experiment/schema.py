@@ -125,6 +125,13 @@ def base_config() -> ml_collections.ConfigDict:
   # carried fast state of every step) would exceed this many bytes; 0 = the
   # device's memory (host RAM on a CPU).
   c.meta.max_lifetime_bytes = 0
+  # Divergence remedies (BUILD_NOTES "Why networks diverge"); off = the paper's plain
+  # Adam. clip_norm: per-group meta-gradient clip (global norm; 0 = none); warmup_steps:
+  # linear warm-up of every group's rate; nonnegative: groups kept >= 0 (e.g. ('alpha',
+  # 'alpha_readout'): plasticities of one sign).
+  c.meta.clip_norm = 0.0
+  c.meta.warmup_steps = 0
+  c.meta.nonnegative = ()
   c.meta.ff_milestones = ()
   c.meta.ff_decay = 0.3
   c.meta.lr = ml_collections.ConfigDict(dict(
@@ -330,6 +337,10 @@ def validate_common(config) -> None:
   _check_choice(config, "meta.remat", lifetime.REMATS)
   _check_int(config, "meta.chunk", 0)
   _check_int(config, "meta.max_nonfinite", 1)
+  _check_int(config, "meta.warmup_steps", 0)
+  clip = config.meta.get("clip_norm", 0.0)
+  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
+    raise ConfigError(f"config.meta.clip_norm={clip!r}: expected a number >= 0 (0: no clipping)")
   for group in ("ff", "fb", "alpha", "beta", "lr", "fb_rate", "rule"):
     _check_float(config, f"meta.lr.{group}", 0.0, 1.0)
   if config.meta.lr.alpha_readout is not None:
