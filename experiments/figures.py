@@ -63,6 +63,10 @@ _OUTPUT = flags.DEFINE_string("output_dir", "results/figures", "Where the PNGs a
 _LIFETIMES = flags.DEFINE_integer("lifetimes", 20, "Lifetimes per run and analysis.")
 _BATCH = flags.DEFINE_integer("batch", 5, "Lifetimes evaluated together (vmap).")
 _SEED = flags.DEFINE_integer("seed", 2020, "Seed of the analysed lifetimes.")
+_NETWORKS = flags.DEFINE_integer(
+    "networks", 1, "Networks analysed per multi-run workdir (config.runs > 1): the first N; "
+    "0 = all. With several, figure2.json's 'trends' decides each panel's claim at 2 "
+    "standard errors over the networks.", lower_bound=0)
 _READOUT_FIT = flags.DEFINE_enum(
     "readout_fit", "auto", ["auto", *analysis.READOUT_FITS],
     "Frozen-readout fit (panel A): 'auto' = least_squares for regression, softmax for"
@@ -79,6 +83,8 @@ class Run(NamedTuple):
   learner: Any
   params: Any
   step: int
+  network: int = 0
+  networks: int = 1
 
   @property
   def kind(self) -> str:
@@ -89,11 +95,13 @@ class Run(NamedTuple):
     name = os.path.basename(self.workdir.rstrip("/"))
     if name == "final":  # experiments/reproduce.py's layout: <cell>/final
       name = os.path.basename(os.path.dirname(self.workdir.rstrip("/")))
-    return f"{self.kind} ({self.config.plastic_layers}) {name}"
+    net = f" net {self.network}" if self.networks > 1 else ""
+    return f"{self.kind} ({self.config.plastic_layers}) {name}{net}"
 
 
-def load_run(workdir: str, learner: str) -> Run:
-  """Config and latest meta-parameters of a run (run 0 of a multi-run job).
+def load_runs(workdir: str, learner: str, networks: int = 1) -> list[Run]:
+  """Config and latest meta-parameters of a workdir's networks: the first ``networks``
+  of a multi-run job (0: all).
 
   Raises:
     ConfigError, train.WorkdirError: not a usable run of ``learner``.
@@ -102,11 +110,19 @@ def load_run(workdir: str, learner: str) -> Run:
   if config.learner != learner:
     raise config_lib.ConfigError(
         f"{workdir}: config.learner={config.learner!r}, but it was passed as a {learner!r} run")
-  if config.runs > 1:  # several networks meta-trained together: analyse the first
-    params = jax.tree.map(lambda a: a[0], params)
-    config = config.copy_and_resolve_references()
-    config.runs, config.sweep.lrs = 1, ()
-  return Run(workdir, config, config_lib.make_learner(config), params, step)
+  if config.runs == 1:
+    return [Run(workdir, config, config_lib.make_learner(config), params, step)]
+  n = config.runs if networks == 0 else min(networks, config.runs)
+  one = config.copy_and_resolve_references()
+  one.runs, one.sweep.lrs = 1, ()
+  learner_ = config_lib.make_learner(one)
+  return [Run(workdir, one, learner_, jax.tree.map(lambda a, r=r: a[r], params), step, r, n)
+          for r in range(n)]
+
+
+def load_run(workdir: str, learner: str) -> Run:
+  """The first network of `load_runs`."""
+  return load_runs(workdir, learner)[0]
 
 
 def _tasks(config):
@@ -154,7 +170,8 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
     layers = [int(l) for l in learner.plastic_layers]
     out["runs"].append({"workdir": run.workdir, "learner": c.learner, "task": c.task,
                         "order": c.order, "plastic_layers": c.plastic_layers,
-                        "plastic_layer_ids": layers, "step": run.step, "label": run.label})
+                        "plastic_layer_ids": layers, "step": run.step, "label": run.label,
+                        "network": run.network})
     kw = dict(lifetimes=lifetimes, batch=batch)
     task = _tasks(c)
     logging.info("analysing %s", run.label)
@@ -173,7 +190,7 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
 
       learned, frozen = analysis.map_lifetimes(panel_a, run.params, task(c.order), key, **kw)
       entry = {"workdir": run.workdir, "label": run.label, "plastic_layers": c.plastic_layers,
-               "metric": metric, "readout_fit": fit, "order": c.order}
+               "metric": metric, "readout_fit": fit, "order": c.order, "network": run.network}
       for name, values in (("learned", learned), ("frozen", frozen)):
         mean, se = _mean_se(values)
         entry.update({name: _plain(values), f"{name}_mean": _plain(mean),
@@ -186,7 +203,7 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
       mean, se = _mean_se(align)
       out["fig2c"].append({"workdir": run.workdir, "label": run.label, "order": c.order,
                            "layers": layers, "alignment": _plain(mean),
-                           "alignment_stderr": _plain(se)})
+                           "alignment_stderr": _plain(se), "network": run.network})
 
     if c.task == "sine":
       f = c.sine.n_functions
@@ -195,6 +212,7 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
           run.params, task("continual"), key, **kw)[:, 1:]
       mean, se = _mean_se(interf)
       out["fig2b"].append({"workdir": run.workdir, "label": run.label, "learner": c.learner,
+                           "plastic_layers": c.plastic_layers, "network": run.network,
                            "functions_encountered": list(range(2, f + 1)),
                            "interference": _plain(mean), "interference_stderr": _plain(se)})
     else:
@@ -205,8 +223,86 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
                          analysis.update_norms(learner, p, e.xs, e.ys, relative=True, key=k)),
         run.params, task("iid"), key, **kw)
     out["fig2d"].append({"workdir": run.workdir, "label": run.label, "learner": c.learner,
+                         "plastic_layers": c.plastic_layers, "network": run.network,
                          "layers": layers, "update_norm": _plain(_mean_se(norms)[0]),
                          "relative_update_norm": _plain(_mean_se(rel)[0])})
+  return out
+
+
+def _over_networks(values) -> dict:
+  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+  se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
+  return {"mean": float(v.mean()) if len(v) else None, "stderr": se, "networks": len(v)}
+
+
+def _verdict(a: dict, b: dict) -> str:
+  """'holds' when a's mean is below b's by more than 2 standard errors of the gap."""
+  if a["mean"] is None or b["mean"] is None or a["stderr"] is None or b["stderr"] is None:
+    return "undecided (fewer than 2 networks)"
+  return "holds" if b["mean"] - a["mean"] > 2 * math.hypot(a["stderr"], b["stderr"]) else "fails"
+
+
+def trends(results: dict[str, Any]) -> list[dict]:
+  """Figure 2's claims, each decided at 2 standard errors over independently
+  meta-trained networks (one value per network: its mean over lifetimes).
+
+  A: the frozen initial network with a fitted readout is worse for the FLP run with
+     the most plastic layers than for the one with the fewest (the paper: FLP
+     networks that learn better start with worse features).
+  B: FLP's interference (mean over functions) is below the gradient-based run's.
+  C: FLP's updates are weakly aligned with the gradient: every layer's mean cosine
+     below 0.5.
+  D: FLP's non-readout updates are larger, and its readout updates smaller, than
+     the gradient-based run's (mean Frobenius norm over the i.i.d. lifetime).
+  """
+  out = []
+  nanmean = lambda x: float(np.nanmean(_array(x))) if np.isfinite(_array(x)).any() else None
+  a = {}
+  for r in results["fig2a"]:
+    a.setdefault(r["plastic_layers"], []).append(r["frozen_mean"])
+  if len(a) >= 2:
+    lo, hi = min(a), max(a)
+    fa, fb = _over_networks(a[lo]), _over_networks(a[hi])
+    out.append({"panel": "A", "claim": f"frozen initial features with a fitted readout are "
+                f"worse for FLP ({hi}) than for FLP ({lo})", "fewer": fa, "more": fb,
+                "verdict": _verdict(fa, fb)})
+  by = lambda rows, kind: [r for r in rows if (r["learner"] == "flp") == (kind == "flp")]
+  b_flp = _over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "flp")
+                          if r["plastic_layers"] > 1])
+  b_grad = _over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "grad")])
+  if b_flp["networks"] and b_grad["networks"]:
+    out.append({"panel": "B", "claim": "FLP's interference is below the gradient-based "
+                "learner's", "flp": b_flp, "gradient": b_grad, "verdict": _verdict(b_flp, b_grad)})
+  cos = {}
+  for r in results["fig2c"]:
+    arr = _array(r["alignment"])
+    for i, layer in enumerate(r["layers"]):
+      cos.setdefault(layer, []).append(float(np.nanmean(arr[:, i])))
+  if cos:
+    layers = {str(l): _over_networks(v) for l, v in cos.items()}
+    half = {"mean": 0.5, "stderr": 0.0}
+    verdicts = [_verdict(v, half) for v in layers.values()]
+    out.append({"panel": "C", "claim": "FLP's updates are weakly aligned with the gradient "
+                "(every layer's mean cosine below 0.5)", "layers": layers,
+                "verdict": ("holds" if all(v == "holds" for v in verdicts)
+                            else "fails" if "fails" in verdicts else verdicts[0])})
+  d = {}
+  for r in results["fig2d"]:
+    norms = _array(r["update_norm"])
+    for i, layer in enumerate(r["layers"]):
+      key = ("flp" if r["learner"] == "flp" else "grad", r["plastic_layers"], layer)
+      d.setdefault(key, []).append(float(np.nanmean(norms[:, i])))
+  for n in sorted({k[1] for k in d if k[0] == "flp"}):
+    for (kind, m, layer), grads in d.items():
+      if kind != "grad" or m != n or ("flp", n, layer) not in d:
+        continue
+      flp_, grad_ = _over_networks(d[("flp", n, layer)]), _over_networks(grads)
+      readout = layer == max(l for (k, mm, l) in d if k == "grad" and mm == n)
+      claim = (f"FLP ({n})'s {'readout' if readout else f'layer {layer}'} updates are "
+               f"{'smaller' if readout else 'larger'} than gradient-based ({n})'s")
+      out.append({"panel": "D", "claim": claim, "layer": layer, "flp": flp_,
+                  "gradient": grad_, "verdict": (_verdict(flp_, grad_) if readout
+                                                 else _verdict(grad_, flp_))})
   return out
 
 
@@ -217,7 +313,8 @@ def _array(x) -> np.ndarray:
 
 def plot(results: dict[str, Any], output_dir: str) -> None:
   """The four panels as PNGs under ``output_dir``."""
-  colors = {r["workdir"]: f"C{i % 10}" for i, r in enumerate(results["runs"])}
+  colors = {w: f"C{i % 10}" for i, w in enumerate(dict.fromkeys(r["workdir"]
+                                                                 for r in results["runs"]))}
 
   def style(entry) -> dict:  # one color per run in every panel; gradient runs dashed
     return {"color": colors[entry["workdir"]],
@@ -267,8 +364,8 @@ def plot(results: dict[str, Any], output_dir: str) -> None:
   fig.savefig(os.path.join(output_dir, FILES[1]), dpi=100)
   plt.close(fig)
 
-  # C: alignment with the negative gradient, one panel per FLP run.
-  rows = results["fig2c"]
+  # C: alignment with the negative gradient, one panel per FLP workdir (its first network).
+  rows = [r for r in results["fig2c"] if r.get("network", 0) == 0]
   fig, axes = plt.subplots(max(len(rows), 1), 1, figsize=(6, 2.4 * max(len(rows), 1)),
                            squeeze=False)
   readout = max((l for r in rows for l in r["layers"]), default=0)
@@ -319,13 +416,14 @@ def main(argv):
     if _LIFETIMES.value < 2 or _BATCH.value < 1:
       raise config_lib.ConfigError(
           f"--lifetimes={_LIFETIMES.value}, --batch={_BATCH.value}: expected >= 2 and >= 1")
-    runs = ([load_run(w, "flp") for w in _FLP.value]
-            + [load_run(w, "gradient") for w in _GRAD.value])
+    runs = ([r for w in _FLP.value for r in load_runs(w, "flp", _NETWORKS.value)]
+            + [r for w in _GRAD.value for r in load_runs(w, "gradient", _NETWORKS.value)])
   except (config_lib.ConfigError, FileNotFoundError, train.WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   results = analyse(runs, lifetimes=_LIFETIMES.value, batch=_BATCH.value, seed=_SEED.value,
                     readout_fit=_READOUT_FIT.value)
+  results["trends"] = trends(results)
   results["command"] = " ".join(sys.argv)
   results["device"] = jax.devices()[0].device_kind
   os.makedirs(_OUTPUT.value, exist_ok=True)

@@ -61,6 +61,7 @@ ROW_NAMES = {
     "reuse1": "Feature Reuse (1)", "flp2": "FLP (2)", "flp3": "FLP (3)",
     "grad3": "Gradient-based (3)", "grad2": "Gradient-based (2)",
     "oml3": "Original OML (3)", "oml2": "Original OML (2)",
+    "dfa3": "DFA (3)", "fa3": "FA (3)",
 }
 COLUMNS = {"1": ("iid", "continual"), "2": ("omniglot", "omniglot_continual", "mini_imagenet")}
 COLUMN_NAMES = {"iid": "i.i.d. learning", "continual": "Continual learning",
@@ -128,6 +129,9 @@ _SET = flags.DEFINE_multi_string(
 _CELLS = flags.DEFINE_list(
     "cells", None, "With --scale=mini: only these cells of the miniature, each "
     "table:row:column (e.g. 1:flp3:continual, 1:section71:continual).")
+_BEYOND = flags.DEFINE_bool(
+    "beyond", False, "With --scale=mini: issue 12's experiments (DFA and FA rows, lifetimes "
+    "longer than trained) after the miniature's Table 1 cells they compare with.")
 _PARAMS = flags.DEFINE_string(
     "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
     "(train.export_params, e.g. trained on a GPU) instead of training.")
@@ -291,7 +295,19 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None
   record.update(summarize_result(result))
   record.update({"device": jax.devices()[0].device_kind, "cpu_or_gpu": summary.device_name(),
                  "wall_s": round(clock["wall_s"], 1), "chosen_plasticity_lr": chosen})
+  if row == "reuse1" and scale != "paper":  # does the control learn within its lifetime?
+    record["no_plasticity"] = no_plasticity(config, os.path.join(cell_dir, "final"))
   return record
+
+
+def no_plasticity(config, workdir: str) -> dict:
+  """The cell's networks evaluated with every plasticity set to 0 (nothing learns within a
+  lifetime): the level a plastic readout must get below to show it learns."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flpjax import train  # pylint: disable=g-import-not-at-top
+  params, step = train.restore_params(workdir, config)
+  params = dict(params, alpha=jax.tree.map(lambda a: 0.0 * a, params["alpha"]))
+  return summarize_result(dict(train.evaluate_params(config, params), step=step))
 
 
 def section71(scale: str, root: str, results_dir: str) -> dict:
@@ -429,6 +445,15 @@ def _claims(results) -> list[str]:
       lines.append(
           f"* {scale} scale: {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
           + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+    for (table, row, column, s), r in sorted(results.items()):
+      if s == scale and row == "reuse1" and r.get("no_plasticity") and r.get("status") == "done":
+        verdict, gap, se = _compare(r, r["no_plasticity"])
+        m = r["metric"]
+        lines.append(
+            f"* {scale} scale: feature reuse (1) learns within its lifetime on "
+            f"{COLUMN_NAMES[column]} (below the same networks without plasticity): "
+            f"**{verdict}** ({_fmt(r['mean'], m)} vs {_fmt(r['no_plasticity']['mean'], m)}"
+            + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
   return lines
 
 
@@ -447,11 +472,11 @@ def _by_rows(table: str, describe) -> dict:
   return groups
 
 
-def _reduced_lines() -> list[str]:
+def _reduced_lines(scale: str = "reduced") -> list[str]:
   lines = []
   for table, name in (("1", "sine.py"), ("2", "fewshot.py")):
     describe = lambda *cell: ", ".join(f"`{k}={_show(v)}`"
-                                       for k, v in reduced_changes(*cell).items())
+                                       for k, v in reduced_changes(*cell, scale).items())
     for text, rows in _by_rows(table, describe).items():
       lines.append(f"* `{name}` rows {', '.join(rows)}: {text}")
   return lines
@@ -508,7 +533,9 @@ def write_results_md(results_dir: str) -> str:
                          "meta-training; mean over the others)" if r.get("diverged_networks")
                          else "")
                       + (f" ({r['nonfinite_lifetimes']} test lifetimes diverged; left out)"
-                         if r.get("nonfinite_lifetimes") else ""))
+                         if r.get("nonfinite_lifetimes") else "")
+                      + (f" (no plasticity: {_fmt(r['no_plasticity']['mean'], m)})"
+                         if r.get("no_plasticity") else ""))
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
@@ -533,6 +560,22 @@ def write_results_md(results_dir: str) -> str:
             "below feature reuse: **" + _compare(s71["extended"], s71["feature_reuse"])[0]
             + "**; FLP (3) from scratch below it: **"
             + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
+  for scale in ("mini",):
+    fig = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
+    if fig and fig.get("trends"):
+      out += [f"## Figure 2 at the {scale} scale", "",
+              f"`results/figures_{scale}/` (`python experiments/reproduce.py --scale={scale}`; "
+              f"`{os.path.basename(fig['command'].split()[0])}` with every network of the "
+              "continual sine cells, 10 lifetimes each). Each claim at 2 standard errors over "
+              "the networks (one value per network, its mean over lifetimes):", ""]
+      for t in fig["trends"]:
+        out.append(f"* panel {t['panel']}: {t['claim']}: **{t['verdict']}** ("
+                   + "; ".join(f"{k} {v['mean']:.3g} ({v['stderr']:.2g}, {v['networks']} networks)"
+                               for k, v in t.items() if isinstance(v, dict) and "mean" in v
+                               and v["mean"] is not None and v["stderr"] is not None)
+                   + ").")
+      out.append("")
+  out += beyond_lines(results_dir)
   out += ["## What reduced means", "",
           "Reduced-scale cells (`scale=reduced` in their config string) change these config",
           "fields (the rest is the paper's row):", ""]
@@ -540,6 +583,12 @@ def write_results_md(results_dir: str) -> str:
   out += ["", "Plasticity meta-learning rates are chosen per network by a sweep on held-out",
           "functions / validation classes (never the meta-test classes; `sweep=true`): "
           + _sweep_text() + ". The chosen rate is in each cell's JSON.", ""]
+  out += ["## What mini means", "",
+          "The CPU miniature (`scale=mini`; `python experiments/reproduce.py --scale=mini` runs",
+          "every cell, section 7.1 and the claims) changes these fields of the paper's row",
+          "(no sweep: one fixed plasticity rate per row; `runs` networks per cell; see",
+          "BUILD_NOTES \"The CPU miniature\" and \"Why networks diverge\"):", ""]
+  out += _reduced_lines("mini") + [""]
   path = os.path.join(results_dir, "RESULTS.md")
   os.makedirs(results_dir, exist_ok=True)
   with open(path, "w") as f:
@@ -547,12 +596,101 @@ def write_results_md(results_dir: str) -> str:
   return path
 
 
+# ----------------------------------------------------------------------------- beyond the paper
+
+#: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
+BEYOND_CELLS = [("1", row, column) for row in ("dfa3", "fa3") for column in COLUMNS["1"]]
+BEYOND_CLAIMS = [
+    (f"FLP (3) below {name} (3) on {col} sine", "below", ("1", "flp3", column), ("1", row, column))
+    for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
+    for column, col in (("continual", "continual"), ("iid", "i.i.d."))
+] + [
+    (f"Gradient-based (3) below {name} (3) on {col} sine", "below", ("1", "grad3", column),
+     ("1", row, column))
+    for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
+    for column, col in (("continual", "continual"), ("iid", "i.i.d."))
+]
+
+
+def beyond(root: str, results_dir: str, scale: str = "mini") -> None:
+  """Runs (or resumes) `BEYOND_CELLS`, then the longer-lifetime evaluation of the continual
+  cells; regenerates RESULTS.md."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  for table, row, column in BEYOND_CELLS:
+    if _done(results_dir, table, row, column, scale):
+      continue
+    print(f"[beyond] table {table} {row} {column}", flush=True)
+    record = run_cell(table, row, column, scale=scale, seeds=None, sweep=False, root=root)
+    path = os.path.join(results_dir, f"table{table}", f"{row}.json")
+    data = _json(path, {})
+    data.setdefault(scale, {})[column] = record
+    summary.write_json(path, data)
+  dirs = [os.path.join(root, "table1", scale, f"{row}_continual", "final")
+          for row in ("flp3", "grad3", "dfa3", "fa3")]
+  rel = lambda p: p if os.path.relpath(p, REPO).startswith("..") else os.path.relpath(p, REPO)
+  dirs = [rel(os.path.abspath(d)) for d in dirs if os.path.isdir(os.path.join(d, "checkpoints"))]
+  out = rel(os.path.abspath(os.path.join(results_dir, "beyond", "longer_lifetimes.json")))
+  cmd = [sys.executable, os.path.join("experiments", "longer_lifetimes.py"),
+         "--workdirs=" + ",".join(dirs), "--factors=1,2,5,10", f"--output={out}"]
+  if subprocess.run(cmd, check=False, cwd=REPO).returncode:
+    sys.exit(f"error: {' '.join(cmd)} failed")
+  write_results_md(results_dir)
+
+
+def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
+  """RESULTS.md's "Beyond the paper" section from the stored cells and experiments."""
+  results = load_results(results_dir)
+  cells = [(c, results.get(c + (scale,))) for c in BEYOND_CELLS]
+  cells = [(c, r) for c, r in cells if r and r.get("status") == "done"]
+  longer = _json(os.path.join(results_dir, "beyond", "longer_lifetimes.json"))
+  if not cells and not longer:
+    return []
+  out = ["## Beyond the paper (issue 12)", "",
+         f"Each question is a claim decided at 2 standard errors over independently "
+         f"meta-trained networks, at the {scale} scale, on the dev CPU.", ""]
+  if cells:
+    out += ["### Feedback alignment in the comparison (Figure 1's learners)", "",
+            "`python experiments/reproduce.py --scale=mini --beyond` (rows `dfa3`, `fa3` of "
+            "`experiments/configs/sine.py`: inner SGD along the error sent through fixed "
+            "random feedback, directly (DFA) or layer by layer (FA), at grad3's inner rate; "
+            "meta-trained from scratch as the other rows):", ""]
+    for (table, row, column), r in cells:
+      out.append(f"* {ROW_NAMES[row]}, {COLUMN_NAMES[column]}: MSE {_fmt(r['mean'], 'mse')} "
+                 f"({_fmt(r['stderr'], 'mse')}), {r['seeds']} networks, {r['meta_steps']} steps"
+                 + (f", {r['diverged_networks']} diverged" if r.get("diverged_networks") else ""))
+    out.append("")
+    for text, kind, a, b in BEYOND_CLAIMS:
+      ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
+      if ra and rb and ra.get("status") == "done" and rb.get("status") == "done":
+        verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
+        out.append(f"* {text}: **{verdict}** ({_fmt(ra['mean'], 'mse')} vs "
+                   f"{_fmt(rb['mean'], 'mse')}"
+                   + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+    out.append("")
+  if longer:
+    out += ["### Lifetimes longer than trained", "",
+            f"`{longer['command']}`: every network of each cell evaluated on lifetimes of "
+            f"k x T steps (each function shown k times as many batches), k in "
+            f"{longer['factors']}, {longer['lifetimes']} lifetimes each; MSE mean (standard "
+            "error over networks):", ""]
+    for row in longer["rows"]:
+      cells_ = ", ".join(f"{k}T: {_fmt(v['mean'], 'mse')} ({_fmt(v['stderr'], 'mse')})"
+                         + (f", {v['diverged']} diverged" if v["diverged"] else "")
+                         for k, v in row["summary"].items())
+      out.append(f"* {row['learner']} ({row['plastic_layers']}), {row['order']}: {cells_}")
+    out.append("")
+    for c in longer["claims"]:
+      out.append(f"* {c['claim']}: **{c['verdict']}**.")
+    out.append("")
+  return out
+
+
 # ----------------------------------------------------------------------------- the miniature
 
 
 #: Measured cost of one meta-step of one network at mini scale on the 2-core AMD EPYC
 #: (AVX2) dev machine, in seconds, by table: the job's first ETA (refined as it runs).
-MINI_S_PER_RUN_STEP = {"1": 0.04, "2": 0.04}
+MINI_S_PER_RUN_STEP = {"1": 0.011, "2": 0.04}
 
 
 def mini_plan() -> list[tuple[str, str, str]]:
@@ -561,8 +699,35 @@ def mini_plan() -> list[tuple[str, str, str]]:
   feature reuse), Table 2."""
   plan = [("1", row, column) for row in PAPER["1"] for column in COLUMNS["1"]]
   plan.append(("1", "section71", "continual"))
+  plan.append(("1", "figure2", "continual"))
   plan += [("2", row, column) for row in PAPER["2"] for column in COLUMNS["2"]]
   return plan
+
+
+#: Figure 2 of the miniature: its FLP and gradient-based continual sine cells.
+FIGURE2_FLP = ("reuse1", "flp2", "flp3")
+FIGURE2_GRAD = ("grad3",)
+
+
+def figure2(scale: str, root: str, results_dir: str) -> dict:
+  """Figure 2 from the scale's continual sine cells, every network analysed
+  (``experiments/figures.py --networks=0``); writes ``results/figures_<scale>/``."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  def cells(rows):  # the cells that were run (a --cells subset may lack some)
+    dirs = [os.path.join(root, "table1", scale, f"{row}_continual", "final") for row in rows]
+    return ",".join(_path_arg(d) for d in dirs if os.path.isdir(os.path.join(d, "checkpoints")))
+
+  out = os.path.join(results_dir, f"figures_{scale}")
+  cmd = [sys.executable, os.path.join(REPO, "experiments", "figures.py"),
+         "--flp_workdirs=" + cells(FIGURE2_FLP), "--grad_workdirs=" + cells(FIGURE2_GRAD),
+         "--networks=0", "--lifetimes=10", "--batch=5", f"--output_dir={out}"]
+  proc = subprocess.run(cmd, check=False)
+  if proc.returncode:
+    sys.exit(f"error: Figure 2 ({' '.join(cmd)}) exited with {proc.returncode}")
+  data = _json(os.path.join(out, "figure2.json"))
+  data["scale"] = scale
+  summary.write_json(os.path.join(out, "figure2.json"), data)
+  return data
 
 
 def missing_data(plan, data_dir: str = "") -> list[str]:
@@ -591,6 +756,9 @@ def _cell_units(table: str, row: str, column: str) -> float:
 
 
 def _done(results_dir: str, table: str, row: str, column: str, scale: str):
+  if row == "figure2":
+    record = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
+    return record if record and record.get("scale") == scale else None
   if row == "section71":
     record = _json(os.path.join(results_dir, "section71.json"))
     return record if record and record.get("scale") == scale else None
@@ -619,7 +787,8 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
   if missing:
     sys.exit(f"error: --data_dir={data_dir or '(default)'}: the miniature needs "
              + "; ".join(missing) + " (see README, Data)")
-  units = {cell: _cell_units(*(cell if cell[1] != "section71" else ("1", "flp3", "continual")))
+  units = {cell: _cell_units(*(cell if cell[1] not in ("section71", "figure2")
+                                else ("1", "flp3", "continual")))
            for cell in plan}
   left = [cell for cell in plan if not _done(results_dir, cell[0], cell[1], cell[2], "mini")]
   total = sum(units[c] for c in left)
@@ -631,6 +800,8 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
     print(f"[mini] cell {n + 1}/{len(left)}: table {table} {row} {column}", flush=True)
     if row == "section71":
       section71("mini", root, results_dir)
+    elif row == "figure2":
+      figure2("mini", root, results_dir)
     else:
       record = run_cell(table, row, column, scale="mini", seeds=None, sweep=False, root=root,
                         data_dir=data_dir)
@@ -661,6 +832,10 @@ def main(argv):
     print(write_results_md(_RESULTS.value))
     return
   table, row = _TABLE.value, _ROW.value
+  if _SCALE.value == "mini" and _BEYOND.value:
+    beyond(_ROOT.value, _RESULTS.value)
+    print("\n".join(beyond_lines(_RESULTS.value)))
+    return
   if _SCALE.value == "mini" and table is None and row is None:
     lines = mini_job(_ROOT.value, _RESULTS.value, _DATA_DIR.value)
     print("\n".join(["The paper's claims at the mini scale (results/RESULTS.md):"] + lines))

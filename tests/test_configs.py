@@ -245,16 +245,18 @@ def test_learned_inner_rates_get_the_tables_meta_learning_rate(string, rate):
 
 
 @pytest.mark.parametrize("row", ["reuse1", "flp2", "flp3", "grad3", "oml3"])
-def test_sine_mini_keeps_the_papers_lifetime_on_a_narrow_network(row):
+def test_sine_mini_is_the_reduced_cell_with_more_seeds_no_sweep_and_the_remedy(row):
   config = load(f"sine.py:row={row},order=continual,scale=mini")
   config_lib.validate(config)
-  paper = load(f"sine.py:row={row},order=continual")
+  reduced = load(f"sine.py:row={row},order=continual,scale=reduced")
   for path in ("sine.n_functions", "sine.steps_per_function", "sine.batch_size",
-               "sine.queries_per_function", "sine.pool_size", "eval.lifetimes", "learner",
-               "estimator", "plastic_layers"):
-    assert field(config, path) == field(paper, path), path
-  assert max(config.net.widths) < min(paper.net.widths)
-  assert config.runs == 8 and not config.sweep.lrs
+               "net.widths", "eval.lifetimes", "learner", "estimator", "plastic_layers",
+               "meta.lr.ff", "meta.steps"):
+    assert field(config, path) == field(reduced, path), path
+  assert config.runs == 6 and not config.sweep.lrs
+  flp = config.learner == "flp"
+  assert tuple(config.meta.nonnegative) == (("alpha", "alpha_readout") if flp else ())
+  assert (config.meta.lr.alpha == 1e-6) if flp else True
 
 
 @pytest.mark.parametrize("dataset", ["omniglot", "mini_imagenet"])

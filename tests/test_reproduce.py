@@ -127,16 +127,15 @@ def _reproduce(args, tmp_path, **env):
       cwd=REPO, capture_output=True, text=True, check=False, env=dict(os.environ, **env))
 
 
-def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path, data_cache):
+def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
   """reproduce.py --scale=mini: cells that depend on each other (grad3 on flp3, section
-  7.1 on feature reuse), Table 2 when Omniglot is here; RESULTS.md and the claims; a
-  second call finds every cell done and trains nothing."""
-  from flpjax import datasets  # pylint: disable=g-import-not-at-top
-  cells = ["1:reuse1:continual", "1:flp3:continual", "1:grad3:continual", "1:section71:continual"]
-  if "train" in datasets.available_splits("omniglot"):
-    cells.append("2:flp2:omniglot")
+  7.1 on feature reuse, Figure 2 on all of them), RESULTS.md and the claims; a second
+  call finds every cell done and trains nothing. (A Table 2 cell runs the same code
+  with the few-shot config; test_fewshot meta-trains on Omniglot.)"""
+  cells = ["1:reuse1:continual", "1:flp3:continual", "1:grad3:continual", "1:section71:continual",
+           "1:figure2:continual"]
   args = ["--cells=" + ",".join(cells)] + TINY
-  proc = _reproduce(args, tmp_path, **{datasets.CACHE_DIR_ENV: str(data_cache)})
+  proc = _reproduce(args, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "ETA" in proc.stdout and f"{len(cells)}/{len(cells)} cells done" in proc.stdout
   assert "mini scale: FLP (3) below feature reuse (1) on continual sine: **" in proc.stdout
@@ -149,7 +148,11 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path, data_cac
   assert s71["scale"] == "mini" and s71["seeds"] == 2
   text = open(tmp_path / "results" / "RESULTS.md").read()
   assert "[mini, 2 seeds, 2 steps" in text
-  again = _reproduce(args, tmp_path, **{datasets.CACHE_DIR_ENV: str(data_cache)})
+  fig = json.load(open(tmp_path / "results" / "figures_mini" / "figure2.json"))
+  assert fig["scale"] == "mini" and len(fig["fig2a"]) == 4  # reuse1, flp3: 2 networks each
+  assert {t["panel"] for t in fig["trends"]} >= {"A", "B", "C", "D"}
+  assert "## Figure 2 at the mini scale" in text
+  again = _reproduce(args, tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]
   assert f"{len(cells)} of {len(cells)} cells already done" in again.stdout
 

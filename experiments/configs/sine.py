@@ -8,7 +8,10 @@ r"""Table 1 (incremental sine waves): every row and column, at paper or reduced 
 The argument after ``:`` is ``key=value,...`` (defaults in brackets):
 
 * ``row`` [flp3]: ``reuse1`` Feature reuse (1), ``flp2`` / ``flp3`` FLP (2) / (3),
-  ``grad3`` Gradient-based (3), ``oml3`` Original OML (3), ``flp9`` FLP with all 9
+  ``grad3`` Gradient-based (3), ``oml3`` Original OML (3), ``dfa3`` / ``fa3`` direct /
+  layer-wise feedback alignment with the last 3 layers plastic (Figure 1's learners,
+  issue 12; inner SGD at grad3's rate along the fixed random feedback's credit
+  signal, feed-forward meta-learning rate 1e-4 as grad3), ``flp9`` FLP with all 9
   layers plastic (the authors' published example command; not a table row),
   ``section71`` section 7.1 (continual only), ``quick`` the quick start (reduced only).
 * ``order`` [iid]: ``iid`` or ``continual``, the table's two columns.
@@ -81,10 +84,11 @@ records each in its results.
 
 from flpjax import config as config_lib
 
-ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "section71", "quick")
+ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "dfa3", "fa3", "section71", "quick")
 SCALES = ("paper", "reduced", "mini")
 CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=SCALES)
-PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, section71=3, quick=3)
+PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, dfa3=3, fa3=3,
+                      section71=3, quick=3)
 
 #: Reduced scale (CPU-sized), every row; grad3 and oml3 keep their feed-forward
 #: meta-learning rate (1e-4) and section71 its frozen one (0).
@@ -94,18 +98,15 @@ REDUCED = {
     "meta.steps": 4000, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3, "meta.lr.beta": 1e-3,
     "eval.lifetimes": 50, "checkpoint_every": 500, "log_every": 250,
 }
-#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the paper's lifetime
-#: (10 functions x 40 batches of 32 points, so feature reuse has the data to learn
-#: from) on a narrow network, the paper's procedure otherwise, with the divergence
-#: remedy measured to help (`MINI_REMEDY`). Every row; `MINI_RATES` per learner.
-MINI = {
-    "net.widths": (32,) * 8, "meta.steps": 1500, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3,
-    "meta.lr.beta": 1e-3, "eval.lifetimes": 50, "checkpoint_every": 250, "log_every": 100,
-}
-MINI_REMEDY = {}
-MINI_RATES = {"flp": {"meta.lr.alpha": 1e-6}, "gradient": {"meta.lr.ff": 1e-4}}
+#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the reduced network
+#: and lifetime (5 functions x 8 batches of 16 points) and 4,000 meta-steps, plasticities
+#: kept >= 0 (`MINI_REMEDY`: the divergence remedy measured to help), `MINI_SEEDS`
+#: networks per cell, the reduced sweep's most chosen plasticity rate (no sweep).
+MINI = {**REDUCED}
+MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout")}
+MINI_RATES = {"flp": {"meta.lr.alpha": 1e-6}}
 #: Independent networks per miniature cell (claims at 2 standard errors).
-MINI_SEEDS = 8
+MINI_SEEDS = 6
 #: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
 #: The gradient rows have no sweep: the gradient learner has no plasticity group
 #: (its inner SGD rate is fixed). Before learners declared their groups, the
@@ -134,6 +135,9 @@ def get_config(arg=None):
     c.gradient.lr = 0.003
     c.gradient.learn_lr = True
     c.meta.lr.lr = 1e-6  # the learned inner rates' group (Table 3)
+  elif a.row in ("dfa3", "fa3"):  # Figure 1's feedback-alignment learners (not table rows)
+    c.learner = a.row[:-1]
+    c.alignment.lr = 0.003  # grad3's inner rate
   elif a.row == "oml3":
     c.estimator = "oml"
     c.seed = 1000
@@ -149,8 +153,11 @@ def get_config(arg=None):
     if c.learner == "gradient":
       c.meta.lr.ff = 1e-4
   if scale == "mini":
-    for path, value in {**MINI, **MINI_REMEDY, **MINI_RATES.get(c.learner, {})}.items():
+    remedy = MINI_REMEDY if c.learner == "flp" else {}
+    for path, value in {**MINI, **remedy, **MINI_RATES.get(c.learner, {})}.items():
       config_lib.set_field(c, path, value)
+    if c.learner in ("gradient", "dfa", "fa"):
+      c.meta.lr.ff = 1e-4
     c.runs = MINI_SEEDS
   if a.row == "section71":
     c.meta.lr.ff = 0.0

@@ -1,0 +1,109 @@
+r"""Lifetimes longer than trained (issue 12, item 3): meta-test networks on k x T steps.
+
+  python experiments/longer_lifetimes.py \
+      --workdirs=workdirs/reproduce/table1/mini/flp3_continual/final,workdirs/reproduce/table1/mini/grad3_continual/final \
+      --factors=1,2,5,10 --output=results/beyond/longer_lifetimes.json
+
+Every network of each workdir (a `reproduce.py` cell meta-trains several
+together) is evaluated, as trained, on meta-test lifetimes whose every function
+is shown ``k`` times as many batches (``sine.steps_per_function * k``: a lifetime
+of ``k T`` steps with the same functions, order and queries). The JSON has, per
+workdir and factor, each network's meta-test MSE, and per pair of workdirs the
+claim "the first's MSE grows less from T to the largest k T than the second's",
+decided at 2 standard errors over the networks. Sine only (the few-shot
+lifetime's length is set by its shots).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from flpjax import config as config_lib
+from flpjax import summary, train
+
+_WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs of meta-trained sine runs.")
+_FACTORS = flags.DEFINE_list("factors", ["1", "2", "5", "10"], "Lifetime multipliers k.")
+_LIFETIMES = flags.DEFINE_integer("lifetimes", 50, "Meta-test lifetimes per network.",
+                                  lower_bound=2)
+_OUTPUT = flags.DEFINE_string("output", "results/beyond/longer_lifetimes.json", "Output JSON.")
+
+
+def _stats(values) -> dict:
+  v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
+  return {"mean": float(v.mean()) if len(v) else None,
+          "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
+          "networks": int(len(v)), "diverged": int(len(values) - len(v))}
+
+
+def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
+  """``{'label', 'per_factor': {k: [mse per network]}, 'growth': [mse(k_max) - mse(1)]}``."""
+  config, params, step = train.load_run(workdir)
+  if config.task != "sine":
+    raise config_lib.ConfigError(f"{workdir}: config.task={config.task!r}; expected 'sine'")
+  runs = config.runs
+  out = {"workdir": workdir, "learner": config.learner, "plastic_layers": config.plastic_layers,
+         "order": config.order, "meta_steps": step, "T": config.sine.n_functions
+         * config.sine.steps_per_function, "per_factor": {}}
+  for k in factors:
+    c = config.copy_and_resolve_references()
+    c.sine.steps_per_function = config.sine.steps_per_function * k
+    c.eval.lifetimes = lifetimes
+    result = train.evaluate_params(c, params)
+    per_run = result["runs"] if runs > 1 else [result]
+    out["per_factor"][str(k)] = [float(r["mse"]) if not r.get("nonfinite_lifetimes")
+                                 else float("nan") for r in per_run]
+  first, last = out["per_factor"][str(factors[0])], out["per_factor"][str(factors[-1])]
+  out["growth"] = [b - a for a, b in zip(first, last)]
+  out["summary"] = {k: _stats(v) for k, v in out["per_factor"].items()}
+  out["growth_summary"] = _stats(out["growth"])
+  return out
+
+
+def main(argv):
+  del argv
+  summary.quiet_libraries()
+  try:
+    factors = [int(k) for k in _FACTORS.value]
+    if not factors or min(factors) < 1 or factors != sorted(factors):
+      raise ValueError
+  except ValueError:
+    sys.exit(f"error: --factors={','.join(_FACTORS.value)}: expected increasing integers >= 1")
+  if not _WORKDIRS.value:
+    sys.exit("error: --workdirs: give at least one workdir of a sine run")
+  try:
+    rows = [evaluate(w, factors, _LIFETIMES.value) for w in _WORKDIRS.value]
+  except (config_lib.ConfigError, FileNotFoundError, train.WorkdirError) as e:
+    sys.exit(f"error: {e}")
+  claims = []
+  for a in rows:
+    for b in rows:
+      if a is b or a["learner"] == b["learner"]:
+        continue
+      ga, gb = a["growth_summary"], b["growth_summary"]
+      if None in (ga["mean"], gb["mean"], ga["stderr"], gb["stderr"]):
+        verdict = "undecided (fewer than 2 finite networks)"
+      else:
+        verdict = ("holds" if gb["mean"] - ga["mean"] > 2 * math.hypot(ga["stderr"], gb["stderr"])
+                   else "fails")
+      claims.append({"claim": f"{a['learner']} ({a['plastic_layers']})'s MSE grows less from T "
+                              f"to {factors[-1]}T than {b['learner']} ({b['plastic_layers']})'s",
+                     "a": a["workdir"], "b": b["workdir"], "verdict": verdict})
+  out = {"factors": factors, "lifetimes": _LIFETIMES.value, "rows": rows, "claims": claims,
+         "device": summary.device_name(), "command": " ".join(sys.argv)}
+  os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+  summary.write_json(_OUTPUT.value, out)
+  for r in rows:
+    print(r["learner"], r["plastic_layers"], {k: v["mean"] for k, v in r["summary"].items()})
+  for c in claims:
+    print(f"{c['claim']}: {c['verdict']}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=summary.parse_flags_or_exit)
