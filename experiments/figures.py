@@ -59,6 +59,9 @@ from flpjax.tasks.base import metrics as task_metrics
 
 _FLP = flags.DEFINE_list("flp_workdirs", [], "Workdirs of FLP runs.")
 _GRAD = flags.DEFINE_list("grad_workdirs", [], "Workdirs of gradient-based runs.")
+_FLP_PARAMS = flags.DEFINE_list(
+    "flp_params", [], "Stored meta-parameters of FLP runs (`evaluate.py --export`, e.g. "
+    "results/params/omniglot_flp2_h200_25000), analysed like workdirs.")
 _OUTPUT = flags.DEFINE_string("output_dir", "results/figures", "Where the PNGs and JSON go.")
 _LIFETIMES = flags.DEFINE_integer("lifetimes", 20, "Lifetimes per run and analysis.")
 _BATCH = flags.DEFINE_integer("batch", 5, "Lifetimes evaluated together (vmap).")
@@ -92,7 +95,7 @@ class Run(NamedTuple):
 
   @property
   def label(self) -> str:
-    name = os.path.basename(self.workdir.rstrip("/"))
+    name = os.path.basename(self.workdir.rstrip("/"))  # a workdir, or a stored-params path
     if name == "final":  # experiments/reproduce.py's layout: <cell>/final
       name = os.path.basename(os.path.dirname(self.workdir.rstrip("/")))
     net = f" net {self.network}" if self.networks > 1 else ""
@@ -106,7 +109,10 @@ def load_runs(workdir: str, learner: str, networks: int = 1) -> list[Run]:
   Raises:
     ConfigError, train.WorkdirError: not a usable run of ``learner``.
   """
-  config, params, step = train.load_run(workdir)
+  if os.path.isfile(workdir + ".npz"):  # stored meta-parameters (train.export_params)
+    config, params, step = train.load_params_file(workdir)
+  else:
+    config, params, step = train.load_run(workdir)
   if config.learner != learner:
     raise config_lib.ConfigError(
         f"{workdir}: config.learner={config.learner!r}, but it was passed as a {learner!r} run")
@@ -411,12 +417,14 @@ def main(argv):
   del argv
   summary.quiet_libraries()
   try:
-    if not _FLP.value and not _GRAD.value:
-      raise config_lib.ConfigError("give at least one of --flp_workdirs, --grad_workdirs")
+    if not _FLP.value and not _GRAD.value and not _FLP_PARAMS.value:
+      raise config_lib.ConfigError(
+          "give at least one of --flp_workdirs, --grad_workdirs, --flp_params")
     if _LIFETIMES.value < 2 or _BATCH.value < 1:
       raise config_lib.ConfigError(
           f"--lifetimes={_LIFETIMES.value}, --batch={_BATCH.value}: expected >= 2 and >= 1")
-    runs = ([r for w in _FLP.value for r in load_runs(w, "flp", _NETWORKS.value)]
+    runs = ([r for w in _FLP.value + _FLP_PARAMS.value
+             for r in load_runs(w, "flp", _NETWORKS.value)]
             + [r for w in _GRAD.value for r in load_runs(w, "gradient", _NETWORKS.value)])
   except (config_lib.ConfigError, FileNotFoundError, train.WorkdirError) as e:
     print(f"error: {e}", file=sys.stderr)

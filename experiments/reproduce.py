@@ -61,7 +61,9 @@ ROW_NAMES = {
     "reuse1": "Feature Reuse (1)", "flp2": "FLP (2)", "flp3": "FLP (3)",
     "grad3": "Gradient-based (3)", "grad2": "Gradient-based (2)",
     "oml3": "Original OML (3)", "oml2": "Original OML (2)",
-    "dfa3": "DFA (3)", "fa3": "FA (3)",
+    "dfa3": "DFA (3)", "fa3": "FA (3)", "rule3": "Learned rule from Oja (3)",
+    "rule3r": "Learned rule from random (3)", "pfb3": "Plastic feedback (3)",
+    "pfb3h": "Plastic multi-layer feedback (3)",
 }
 COLUMNS = {"1": ("iid", "continual"), "2": ("omniglot", "omniglot_continual", "mini_imagenet")}
 COLUMN_NAMES = {"iid": "i.i.d. learning", "continual": "Continual learning",
@@ -310,8 +312,14 @@ def no_plasticity(config, workdir: str) -> dict:
   return summarize_result(dict(train.evaluate_params(config, params), step=step))
 
 
+def section71_path(results_dir: str, scale: str) -> str:
+  """``results/section71.json`` (reduced scale, as before) or ``section71_<scale>.json``."""
+  return os.path.join(results_dir, "section71.json" if scale == "reduced"
+                      else f"section71_{scale}.json")
+
+
 def section71(scale: str, root: str, results_dir: str) -> dict:
-  """Section 7.1 from the stored feature-reuse continual cell; writes results/section71.json."""
+  """Section 7.1 from the stored feature-reuse continual cell; writes `section71_path`."""
   from flpjax import train  # pylint: disable=g-import-not-at-top
   source = os.path.join(root, "table1", scale, "reuse1_continual", "final")
   flp3 = _json(os.path.join(results_dir, "table1", "flp3.json"), {}).get(scale, {}).get("continual")
@@ -332,7 +340,7 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
             "wall_s": round(time.time() - t0, 1),
             "extended": summarize_result(result),
             "feature_reuse": reuse, "flp3": flp3}
-  summary.write_json(os.path.join(results_dir, "section71.json"), record)
+  summary.write_json(section71_path(results_dir, scale), record)
   return record
 
 
@@ -502,8 +510,11 @@ def write_results_md(results_dir: str) -> str:
          "cell's JSON has the seeds, meta-steps, device, wall time and per-seed values).",
          "Ours: mean (standard error over independently meta-trained networks) [scale,",
          "seeds, meta-steps, device]. The paper's values average 2 (regression) or 5",
-         "(classification) networks. Reduced-scale cells are small CPU runs: they check the",
-         "qualitative claims, not the paper's numbers (see \"What reduced means\").", ""]
+         "(classification) networks. Mini- and reduced-scale cells are small CPU runs: they",
+         "check the qualitative claims, not the paper's numbers (see \"What mini means\",",
+         "\"What reduced means\"). The mini scale is the CPU miniature of",
+         "`python experiments/reproduce.py --scale=mini` (6 sine / 5 classification networks",
+         "per cell); its claims are the ones to read first.", ""]
   titles = {"1": "Table 1: regression, meta-test MSE", "2": "Table 2: classification, % error"}
   for table in ("1", "2"):
     cols = COLUMNS[table]
@@ -539,26 +550,29 @@ def write_results_md(results_dir: str) -> str:
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
-  s71 = _json(os.path.join(results_dir, "section71.json"))
   claims = _claims(results)
   if claims:
     out += ["## The paper's qualitative claims, as measured here", ""] + claims + [""]
-  if s71:
-    def f(d):
-      text = f"{d['mean']:.3g} ({d['stderr']:.2g})"
-      if d.get("diverged_networks"):
-        text += f", {d['diverged_networks']} of {len(d['per_seed'])} networks diverged"
-      return text
 
-    out += ["## Section 7.1: feature-reuse initialisation, then FLP", "",
-            f"Continual sine, {s71['scale']} scale, {s71['seeds']} networks, "
-            f"{s71['meta_steps']} more meta-steps (`python experiments/reproduce.py --section71`): "
-            f"FLP (3) started from the feature-reuse networks with their feed-forward "
-            f"initialisation frozen reaches MSE {f(s71['extended'])}, against {f(s71['feature_reuse'])} "
-            f"for feature reuse (1) and {f(s71['flp3'])} for FLP (3) meta-trained from scratch. "
-            "The paper reports that this procedure does not improve on feature reuse. Here, "
-            "below feature reuse: **" + _compare(s71["extended"], s71["feature_reuse"])[0]
-            + "**; FLP (3) from scratch below it: **"
+  def f(d):
+    text = f"{d['mean']:.3g} ({d['stderr']:.2g})"
+    if d.get("diverged_networks"):
+      text += f", {d['diverged_networks']} of {len(d['per_seed'])} networks diverged"
+    return text
+
+  for scale in ("mini", "reduced"):
+    s71 = _json(section71_path(results_dir, scale))
+    if not s71:
+      continue
+    not_better = "fails" if _compare(s71["extended"], s71["feature_reuse"])[0] == "holds" else "holds"
+    out += [f"## Section 7.1 at the {scale} scale: feature-reuse initialisation, then FLP", "",
+            f"Continual sine, {s71['seeds']} networks, {s71['meta_steps']} more meta-steps "
+            f"(`python experiments/reproduce.py --section71 --scale={scale}`): FLP (3) started "
+            "from the feature-reuse networks with their feed-forward initialisation frozen "
+            f"reaches MSE {f(s71['extended'])}, against {f(s71['feature_reuse'])} for feature "
+            f"reuse (1) and {f(s71['flp3'])} for FLP (3) meta-trained from scratch. The paper's "
+            "claim, that this procedure does not improve on feature reuse (not below it by 2 "
+            f"standard errors): **{not_better}**; FLP (3) from scratch below it: **"
             + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
   for scale in ("mini",):
     fig = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
@@ -599,7 +613,8 @@ def write_results_md(results_dir: str) -> str:
 # ----------------------------------------------------------------------------- beyond the paper
 
 #: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
-BEYOND_CELLS = [("1", row, column) for row in ("dfa3", "fa3") for column in COLUMNS["1"]]
+BEYOND_CELLS = ([("1", row, column) for row in ("dfa3", "fa3") for column in COLUMNS["1"]]
+                + [("1", row, "continual") for row in ("rule3", "rule3r", "pfb3", "pfb3h")])
 BEYOND_CLAIMS = [
     (f"FLP (3) below {name} (3) on {col} sine", "below", ("1", "flp3", column), ("1", row, column))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
@@ -609,7 +624,33 @@ BEYOND_CLAIMS = [
      ("1", row, column))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
     for column, col in (("continual", "continual"), ("iid", "i.i.d."))
+] + [
+    (f"{text} below FLP (3) with Oja's rule and fixed output feedback on continual sine",
+     "below", ("1", row, "continual"), ("1", "flp3", "continual"))
+    for row, text in (("rule3", "a meta-learned rule started from Oja's coefficients"),
+                      ("rule3r", "a meta-learned rule started from random coefficients"),
+                      ("pfb3", "plastic feedback"),
+                      ("pfb3h", "plastic feedback from the output and the next layer"))
 ]
+
+
+def learned_coefficients(root: str, scale: str = "mini") -> dict:
+  """``{row: {layer: [mean, stderr] per coefficient}}`` of the learned-rule cells'
+  networks (the hebbian rule's (c_hebb, c_pre, c_post, c_decay, c_w, c_0))."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flpjax import train  # pylint: disable=g-import-not-at-top
+  out = {}
+  for row in ("rule3", "rule3r"):
+    workdir = os.path.join(root, "table1", scale, f"{row}_continual", "final")
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+      continue
+    config, params, step = train.load_run(workdir)
+    out[row] = {"meta_steps": step, "layers": {}}
+    for layer, coef in params["rule"].items():
+      c = np.asarray(coef, np.float64).reshape(config.runs, -1)
+      out[row]["layers"][layer] = {"mean": c.mean(0).tolist(),
+                                   "stderr": (c.std(0, ddof=1) / np.sqrt(len(c))).tolist()}
+  return out
 
 
 def beyond(root: str, results_dir: str, scale: str = "mini") -> None:
@@ -634,6 +675,8 @@ def beyond(root: str, results_dir: str, scale: str = "mini") -> None:
          "--workdirs=" + ",".join(dirs), "--factors=1,2,5,10", f"--output={out}"]
   if subprocess.run(cmd, check=False, cwd=REPO).returncode:
     sys.exit(f"error: {' '.join(cmd)} failed")
+  summary.write_json(os.path.join(results_dir, "beyond", "learned_rules.json"),
+                     learned_coefficients(root, scale))
   write_results_md(results_dir)
 
 
@@ -666,6 +709,16 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
         out.append(f"* {text}: **{verdict}** ({_fmt(ra['mean'], 'mse')} vs "
                    f"{_fmt(rb['mean'], 'mse')}"
                    + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+    out.append("")
+  rules = _json(os.path.join(results_dir, "beyond", "learned_rules.json"), {})
+  if rules:
+    out += ["Learned coefficients (the rule `dw = alpha * sum_b (c_hebb post pre + c_pre pre + "
+            "c_post post + c_decay post^2 w + c_w w + c_0)`; Oja is (1, 0, 0, -1, 0, 0)), "
+            "mean (standard error) over the networks, per plastic layer:", ""]
+    for row, rec in rules.items():
+      for layer, c in rec["layers"].items():
+        out.append(f"* {ROW_NAMES[row]}, layer {layer}: "
+                   + ", ".join(f"{m:.3g} ({e:.2g})" for m, e in zip(c["mean"], c["stderr"])))
     out.append("")
   if longer:
     out += ["### Lifetimes longer than trained", "",
@@ -760,7 +813,7 @@ def _done(results_dir: str, table: str, row: str, column: str, scale: str):
     record = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
     return record if record and record.get("scale") == scale else None
   if row == "section71":
-    record = _json(os.path.join(results_dir, "section71.json"))
+    record = _json(section71_path(results_dir, scale))
     return record if record and record.get("scale") == scale else None
   record = _json(os.path.join(results_dir, f"table{table}", f"{row}.json"), {})
   record = record.get(scale, {}).get(column)

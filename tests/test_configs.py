@@ -270,3 +270,21 @@ def test_fewshot_mini_cells_validate(dataset, row):
 def test_unknown_scale_is_one_line_naming_the_allowed_ones():
   with pytest.raises(config_lib.ConfigError, match="scale.*paper.*reduced.*mini"):
     load("sine.py:row=flp3,scale=tiny")
+
+
+@pytest.mark.parametrize("row, learner", [("dfa3", "dfa"), ("fa3", "fa"), ("rule3", "learned_rule"),
+                                          ("rule3r", "learned_rule"),
+                                          ("pfb3", "plastic_feedback"),
+                                          ("pfb3h", "plastic_feedback")])
+@pytest.mark.parametrize("scale", ["paper", "mini"])
+def test_beyond_the_paper_rows(row, learner, scale):
+  """Issue 12's rows: the same network, task and protocol as flp3, another learner."""
+  config = load(f"sine.py:row={row},order=continual,scale={scale}")
+  config_lib.validate(config)
+  flp3 = load(f"sine.py:row=flp3,order=continual,scale={scale}")
+  assert config.learner == learner and config.plastic_layers == 3
+  for path in ("net.widths", "sine.n_functions", "sine.steps_per_function", "meta.steps",
+               "eval.lifetimes", "runs"):
+    assert field(config, path) == field(flp3, path), path
+  assert config.learned_rule.init == {"rule3": "oja", "rule3r": "random"}.get(row, "")
+  assert config.plastic_feedback.hidden_feedback == (row == "pfb3h")

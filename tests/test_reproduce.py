@@ -144,7 +144,7 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
   assert flp3["overrides"]["meta.steps"] == 2 and "net.widths" in flp3["reduced"]
   grad3 = json.load(open(tmp_path / "results" / "table1" / "grad3.json"))["mini"]["continual"]
   assert grad3["init_ff_from"].endswith(os.path.join("flp3_continual", "final"))
-  s71 = json.load(open(tmp_path / "results" / "section71.json"))
+  s71 = json.load(open(tmp_path / "results" / "section71_mini.json"))
   assert s71["scale"] == "mini" and s71["seeds"] == 2
   text = open(tmp_path / "results" / "RESULTS.md").read()
   assert "[mini, 2 seeds, 2 steps" in text

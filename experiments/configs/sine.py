@@ -11,7 +11,11 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   ``grad3`` Gradient-based (3), ``oml3`` Original OML (3), ``dfa3`` / ``fa3`` direct /
   layer-wise feedback alignment with the last 3 layers plastic (Figure 1's learners,
   issue 12; inner SGD at grad3's rate along the fixed random feedback's credit
-  signal, feed-forward meta-learning rate 1e-4 as grad3), ``flp9`` FLP with all 9
+  signal, feed-forward meta-learning rate 1e-4 as grad3), ``rule3`` / ``rule3r`` FLP (3)
+  with a meta-learned generalised Hebbian rule per layer started from Oja's
+  coefficients / random ones, ``pfb3`` / ``pfb3h`` FLP (3) with plastic feedback
+  (output-only / also from the next plastic layer's activity; section 8.1, issue
+  12), ``flp9`` FLP with all 9
   layers plastic (the authors' published example command; not a table row),
   ``section71`` section 7.1 (continual only), ``quick`` the quick start (reduced only).
 * ``order`` [iid]: ``iid`` or ``continual``, the table's two columns.
@@ -84,11 +88,12 @@ records each in its results.
 
 from flpjax import config as config_lib
 
-ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "dfa3", "fa3", "section71", "quick")
+ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "dfa3", "fa3", "rule3", "rule3r",
+        "pfb3", "pfb3h", "section71", "quick")
 SCALES = ("paper", "reduced", "mini")
 CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=SCALES)
 PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, dfa3=3, fa3=3,
-                      section71=3, quick=3)
+                      rule3=3, rule3r=3, pfb3=3, pfb3h=3, section71=3, quick=3)
 
 #: Reduced scale (CPU-sized), every row; grad3 and oml3 keep their feed-forward
 #: meta-learning rate (1e-4) and section71 its frozen one (0).
@@ -138,6 +143,13 @@ def get_config(arg=None):
   elif a.row in ("dfa3", "fa3"):  # Figure 1's feedback-alignment learners (not table rows)
     c.learner = a.row[:-1]
     c.alignment.lr = 0.003  # grad3's inner rate
+  elif a.row in ("rule3", "rule3r"):  # section 8.1: a meta-learned local rule per layer
+    c.learner = "learned_rule"
+    c.learned_rule.rule = "hebbian"
+    c.learned_rule.init = "oja" if a.row == "rule3" else "random"
+  elif a.row in ("pfb3", "pfb3h"):  # section 8.1: plastic (and multi-layer) feedback
+    c.learner = "plastic_feedback"
+    c.plastic_feedback.hidden_feedback = a.row == "pfb3h"
   elif a.row == "oml3":
     c.estimator = "oml"
     c.seed = 1000
@@ -153,8 +165,9 @@ def get_config(arg=None):
     if c.learner == "gradient":
       c.meta.lr.ff = 1e-4
   if scale == "mini":
-    remedy = MINI_REMEDY if c.learner == "flp" else {}
-    for path, value in {**MINI, **remedy, **MINI_RATES.get(c.learner, {})}.items():
+    remedy = MINI_REMEDY if c.learner in ("flp", "learned_rule", "plastic_feedback") else {}
+    rates = MINI_RATES["flp"] if remedy else MINI_RATES.get(c.learner, {})
+    for path, value in {**MINI, **remedy, **rates}.items():
       config_lib.set_field(c, path, value)
     if c.learner in ("gradient", "dfa", "fa"):
       c.meta.lr.ff = 1e-4
