@@ -86,6 +86,18 @@ def test_test_episode_uses_the_held_out_images():
   assert ep.xq.shape[0] == 25 and sorted(set(qidx)) == list(range(15, 20))
 
 
+def test_mini_imagenet_test_lifetime_queries_images_30_to_59():
+  """REFERENCE.md 6.3: support from images 0-29 of each class, queries 30-59 (not the
+  other 540 images of the class)."""
+  x = _labelled_images(classes=6, per_class=100)
+  x = np.repeat(x, 3, axis=-1)  # RGB
+  task = fewshot.make_test_task(x, dataset="mini_imagenet")
+  ep = task.sample(jax.random.key(3), task.data)
+  assert ep.xq.shape[0] == 5 * 30 and ep.xs.shape[0] == 25
+  raw = np.rint((np.asarray(ep.xq)[..., 0, 1, 0] * 0.229 + 0.485) * 255).astype(int)
+  assert sorted(set(raw.tolist())) == list(range(30, 60))
+
+
 def test_normalisation():
   x = jnp.full((2, 2, 3), 255, jnp.uint8)
   np.testing.assert_allclose(fewshot.normalize(x, "omniglot"), 1.0)

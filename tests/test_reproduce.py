@@ -128,11 +128,12 @@ def _reproduce(args, tmp_path, **env):
 
 
 def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
-  """reproduce.py --scale=mini: cells that depend on each other (grad3 on flp3, section
-  7.1 on feature reuse, Figure 2 on all of them), RESULTS.md and the claims; a second
-  call finds every cell done and trains nothing. (A Table 2 cell runs the same code
-  with the few-shot config; test_fewshot meta-trains on Omniglot.)"""
-  cells = ["1:reuse1:continual", "1:flp3:continual", "1:grad3:continual", "1:section71:continual",
+  """reproduce.py --scale=mini: cells that depend on each other (section 7.1 on feature
+  reuse, Figure 2 on the continual cells), RESULTS.md and the claims; a second call finds
+  every cell done and trains nothing. (A Table 2 cell runs the same code with the
+  few-shot config, which test_fewshot meta-trains; grad3's start from flp3 is
+  test_runs' init_ff_from.)"""
+  cells = ["1:reuse1:continual", "1:flp3:continual", "1:section71:continual",
            "1:figure2:continual"]
   args = ["--cells=" + ",".join(cells)] + TINY
   proc = _reproduce(args, tmp_path)
@@ -142,15 +143,13 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
   flp3 = json.load(open(tmp_path / "results" / "table1" / "flp3.json"))["mini"]["continual"]
   assert flp3["status"] == "done" and flp3["seeds"] == 2 and flp3["meta_steps"] == 2
   assert flp3["overrides"]["meta.steps"] == 2 and "net.widths" in flp3["reduced"]
-  grad3 = json.load(open(tmp_path / "results" / "table1" / "grad3.json"))["mini"]["continual"]
-  assert grad3["init_ff_from"].endswith(os.path.join("flp3_continual", "final"))
   s71 = json.load(open(tmp_path / "results" / "section71_mini.json"))
   assert s71["scale"] == "mini" and s71["seeds"] == 2
   text = open(tmp_path / "results" / "RESULTS.md").read()
   assert "[mini, 2 seeds, 2 steps" in text
   fig = json.load(open(tmp_path / "results" / "figures_mini" / "figure2.json"))
   assert fig["scale"] == "mini" and len(fig["fig2a"]) == 4  # reuse1, flp3: 2 networks each
-  assert {t["panel"] for t in fig["trends"]} >= {"A", "B", "C", "D"}
+  assert {t["panel"] for t in fig["trends"]} >= {"A", "C"}
   assert "## Figure 2 at the mini scale" in text
   again = _reproduce(args, tmp_path)
   assert again.returncode == 0, again.stderr[-3000:]

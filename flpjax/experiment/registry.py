@@ -171,7 +171,7 @@ def _load(config, split: str):
 
 def _fewshot_test_task(config, images=None) -> Task:
   f = config.fewshot
-  _, test_split, _, pool = fewshot.SPLITS[config.task]
+  _, test_split, _, pool, _ = fewshot.SPLITS[config.task]
   images = _load(config, test_split) if images is None else images
   return fewshot.make_test_task(images, dataset=config.task, ways=f.ways, shots=f.shots,
                                 support_pool=pool, order=config.order)
@@ -191,7 +191,7 @@ def _fewshot_train_task(config) -> Task:
 def _fewshot_validation_task(config) -> Task:
   """Omniglot: the ``fewshot.validation_classes`` last meta-training classes; mini-ImageNet: 'val'."""
   f = config.fewshot
-  train_split, _, val_split, _ = fewshot.SPLITS[config.task]
+  train_split, _, val_split, _, _ = fewshot.SPLITS[config.task]
   if val_split is not None:
     images = _load(config, val_split)
   elif f.validation_classes:

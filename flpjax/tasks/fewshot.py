@@ -40,9 +40,9 @@ ORDERS = ("iid", "continual")
 
 #: Per data set: (meta-train split, meta-test split, meta-validation split,
 #: test-time support pool size = first images of each class).
-SPLITS = {
-    "omniglot": ("train", "test", None, 15),
-    "mini_imagenet": ("train", "test", "val", 30),
+SPLITS = {  # meta-train, meta-test and validation splits; test-time support and test pools
+    "omniglot": ("train", "test", None, 15, 5),
+    "mini_imagenet": ("train", "test", "val", 30, 30),
 }
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -112,20 +112,22 @@ def sample_train_episode(
 
 def sample_test_episode(
     key: jax.Array, images: jax.Array, *, dataset: str, ways: int = 5, shots: int = 5,
-    support_pool: int = 15, order: Order = "iid",
+    support_pool: int = 15, test_pool: int | None = None, order: Order = "iid",
 ) -> Episode:
-  """A meta-test lifetime: support from images ``[0, support_pool)``, query = the rest.
+  """A meta-test lifetime: support from images ``[0, support_pool)``, query the next
+  ``test_pool`` images of each class (None: all the rest).
 
   Returns:
-    ``Episode`` with ``N k`` support steps and ``N (per_class - support_pool)`` queries.
+    ``Episode`` with ``N k`` support steps and ``N test_pool`` queries.
   """
   n_classes, per_class = images.shape[:2]
   k_cls, k_img, k_ord = jax.random.split(key, 3)
   classes, labels = _classes_and_labels(k_cls, n_classes, ways)
   perms = jax.vmap(lambda k: jax.random.permutation(k, support_pool))(jax.random.split(k_img, ways))
   xs, ys = _stream(k_ord, images, classes, labels, perms[:, :shots], order, dataset)
-  held = per_class - support_pool
-  xq = images[classes, support_pool:]                         # (N, held, H, W, C)
+  held = per_class - support_pool if test_pool is None else min(test_pool,
+                                                                 per_class - support_pool)
+  xq = images[classes, support_pool:support_pool + held]      # (N, held, H, W, C)
   xq = normalize(xq.reshape((ways * held,) + xq.shape[2:]), dataset)
   return Episode(xs, ys, xq, jnp.repeat(labels, held))
 
@@ -152,7 +154,8 @@ def make_test_task(images, *, dataset: str, ways=5, shots=5, support_pool=None,
 
   def sample(key, data):
     return sample_test_episode(key, data, dataset=dataset, ways=ways, shots=shots,
-                               support_pool=support_pool, order=order)
+                               support_pool=support_pool, test_pool=SPLITS[dataset][4],
+                               order=order)
 
   return Task(sample, jnp.asarray(images), "classification", tuple(images.shape[2:]), ways)
 
@@ -178,7 +181,7 @@ def make_tasks(config):
   from flpjax import datasets  # pylint: disable=g-import-not-at-top
   f = config.fewshot
   name = config.task
-  train_split, test_split, _, pool = SPLITS[name]
+  train_split, test_split, _, pool, _ = SPLITS[name]
   kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
   train_images = datasets.load_split(name, train_split, **kwargs)
   test_images = datasets.load_split(name, test_split, **kwargs)
@@ -196,7 +199,7 @@ def make_validation_task(config):
   from flpjax import datasets  # pylint: disable=g-import-not-at-top
   f = config.fewshot
   name = config.task
-  train_split, _, val_split, pool = SPLITS[name]
+  train_split, _, val_split, pool, _ = SPLITS[name]
   kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
   if val_split is not None:
     images = datasets.load_split(name, val_split, **kwargs)
