@@ -8,7 +8,7 @@ r"""Why meta-training diverges: R seeds of one config, with what happens before 
 
 Meta-trains ``--runs`` independent networks (seeds ``seed .. seed + R - 1``, one
 `vmap`ped program, as ``config.runs``) for ``--steps`` meta-steps, without
-checkpoints. Every ``--every`` steps (and at every non-finite step) it records,
+checkpoints. Every ``--every`` steps (and at the first non-finite step of a run) it records,
 per run: the meta-loss, each group's meta-gradient norm (``grad_norm_<group>``)
 and meta-update norm (``update_norm_<group>``), each plastic layer's plasticity
 statistics (min, max, fraction < 0, mean |alpha|) and the norm of its fast
@@ -98,10 +98,11 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
     states, metrics = step_fn(states, step_keys, task.data)
     m = jax.device_get(metrics)
     finite = np.asarray(m["finite"]).astype(bool)
+    new_bad = False
     for r in np.flatnonzero(~finite):
       if first_bad[r] is None:
-        first_bad[r] = s + 1
-    if (s + 1) % every == 0 or not finite.all():
+        first_bad[r], new_bad = s + 1, True
+    if (s + 1) % every == 0 or new_bad:
       rec = {"step": s + 1, "loss": np.asarray(m["loss"]).tolist(), "finite": finite.tolist()}
       if (s + 1) % every == 0:
         updates = jax.tree.map(lambda a, b: a - b, states.params, before)

@@ -86,15 +86,24 @@ def main(argv):
     for b in rows:
       if a is b or a["learner"] == b["learner"]:
         continue
-      ga, gb = a["growth_summary"], b["growth_summary"]
-      if None in (ga["mean"], gb["mean"], ga["stderr"], gb["stderr"]):
-        verdict = "undecided (fewer than 2 finite networks)"
-      else:
-        verdict = ("holds" if gb["mean"] - ga["mean"] > 2 * math.hypot(ga["stderr"], gb["stderr"])
-                   else "fails")
+      # The longest lifetime at which both have 2 finite networks (a network whose
+      # lifetime diverged is counted in the row's "diverged", not in the mean).
+      k = next((k for k in reversed(factors) if k != factors[0]
+                and min(a["summary"][str(k)]["networks"], b["summary"][str(k)]["networks"]) >= 2),
+               None)
+      if k is None:
+        continue
+      growth = lambda r: _stats([v - u for u, v in zip(r["per_factor"][str(factors[0])],
+                                                        r["per_factor"][str(k)])])
+      ga, gb = growth(a), growth(b)
+      if None in (ga["stderr"], gb["stderr"]):
+        continue
+      verdict = ("holds" if gb["mean"] - ga["mean"] > 2 * math.hypot(ga["stderr"], gb["stderr"])
+                 else "fails")
       claims.append({"claim": f"{a['learner']} ({a['plastic_layers']})'s MSE grows less from T "
-                              f"to {factors[-1]}T than {b['learner']} ({b['plastic_layers']})'s",
-                     "a": a["workdir"], "b": b["workdir"], "verdict": verdict})
+                              f"to {k}T than {b['learner']} ({b['plastic_layers']})'s",
+                     "factor": k, "a": a["workdir"], "b": b["workdir"],
+                     "growth_a": ga, "growth_b": gb, "verdict": verdict})
   out = {"factors": factors, "lifetimes": _LIFETIMES.value, "rows": rows, "claims": claims,
          "device": summary.device_name(), "command": " ".join(sys.argv)}
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)

@@ -575,20 +575,31 @@ def write_results_md(results_dir: str) -> str:
             f"standard errors): **{not_better}**; FLP (3) from scratch below it: **"
             + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
   for scale in ("mini",):
-    fig = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
-    if fig and fig.get("trends"):
-      out += [f"## Figure 2 at the {scale} scale", "",
-              f"`results/figures_{scale}/` (`python experiments/reproduce.py --scale={scale}`; "
-              f"`{os.path.basename(fig['command'].split()[0])}` with every network of the "
-              "continual sine cells, 10 lifetimes each). Each claim at 2 standard errors over "
-              "the networks (one value per network, its mean over lifetimes):", ""]
+    figs = [(order, _json(os.path.join(results_dir, f"figures_{scale}", *sub, "figure2.json")))
+            for order, sub in (("continual", ()), ("iid", ("iid",)))]
+    figs = [(order, fig) for order, fig in figs if fig and fig.get("trends")]
+    if not figs:
+      continue
+    out += [f"## Figure 2 at the {scale} scale", "",
+            f"`results/figures_{scale}/` (continual sine cells: panels A-C) and "
+            f"`results/figures_{scale}/iid/` (i.i.d. cells: panels A and D, the paper's "
+            f"i.i.d. analysis), from `python experiments/reproduce.py --scale={scale}` "
+            "(`experiments/figures.py --networks=0`: every network, 10 lifetimes each). Each "
+            "claim at 2 standard errors over the networks (one value per network, its mean "
+            "over lifetimes):", ""]
+    panels = {"continual": ("A", "B", "C"), "iid": ("A", "D")}
+    for order, fig in figs:
       for t in fig["trends"]:
-        out.append(f"* panel {t['panel']}: {t['claim']}: **{t['verdict']}** ("
+        if t["panel"] not in panels[order]:
+          continue
+        values = {k: v for k, v in t.items() if isinstance(v, dict) and "mean" in v}
+        values.update({f"layer {k}": v for k, v in t.get("layers", {}).items()})
+        out.append(f"* panel {t['panel']} ({order} cells): {t['claim']}: **{t['verdict']}** ("
                    + "; ".join(f"{k} {v['mean']:.3g} ({v['stderr']:.2g}, {v['networks']} networks)"
-                               for k, v in t.items() if isinstance(v, dict) and "mean" in v
-                               and v["mean"] is not None and v["stderr"] is not None)
+                               for k, v in values.items()
+                               if v.get("mean") is not None and v.get("stderr") is not None)
                    + ").")
-      out.append("")
+    out.append("")
   out += beyond_lines(results_dir)
   out += ["## What reduced means", "",
           "Reduced-scale cells (`scale=reduced` in their config string) change these config",
@@ -613,8 +624,9 @@ def write_results_md(results_dir: str) -> str:
 # ----------------------------------------------------------------------------- beyond the paper
 
 #: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
-BEYOND_CELLS = ([("1", row, column) for row in ("dfa3", "fa3") for column in COLUMNS["1"]]
-                + [("1", row, "continual") for row in ("rule3", "rule3r", "pfb3", "pfb3h")])
+#: (Rows rule3r and pfb3h, and the i.i.d. column, are configured in sine.py too, e.g.
+#: ``experiments/train.py --config=experiments/configs/sine.py:row=rule3r,order=continual,scale=mini``.)
+BEYOND_CELLS = [("1", row, "continual") for row in ("dfa3", "fa3", "rule3", "pfb3")]
 BEYOND_CLAIMS = [
     (f"FLP (3) below {name} (3) on {col} sine", "below", ("1", "flp3", column), ("1", row, column))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
@@ -692,11 +704,14 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
          f"Each question is a claim decided at 2 standard errors over independently "
          f"meta-trained networks, at the {scale} scale, on the dev CPU.", ""]
   if cells:
-    out += ["### Feedback alignment in the comparison (Figure 1's learners)", "",
-            "`python experiments/reproduce.py --scale=mini --beyond` (rows `dfa3`, `fa3` of "
-            "`experiments/configs/sine.py`: inner SGD along the error sent through fixed "
-            "random feedback, directly (DFA) or layer by layer (FA), at grad3's inner rate; "
-            "meta-trained from scratch as the other rows):", ""]
+    out += ["### Feedback alignment, learned rules, plastic feedback", "",
+            "`python experiments/reproduce.py --scale=mini --beyond` (rows of "
+            "`experiments/configs/sine.py`: `dfa3`, `fa3`, Figure 1's learners, inner SGD "
+            "along the error sent through fixed random feedback, directly or layer by layer, "
+            "at grad3's inner rate; `rule3`, FLP (3) with a generalised Hebbian rule per layer "
+            "meta-learned from Oja's coefficients; `pfb3`, FLP (3) whose feedback weights "
+            "learn within the lifetime at a meta-learned rate; all meta-trained from scratch "
+            "as the other rows):", ""]
     for (table, row, column), r in cells:
       out.append(f"* {ROW_NAMES[row]}, {COLUMN_NAMES[column]}: MSE {_fmt(r['mean'], 'mse')} "
                  f"({_fmt(r['stderr'], 'mse')}), {r['seeds']} networks, {r['meta_steps']} steps"
@@ -762,25 +777,34 @@ FIGURE2_FLP = ("reuse1", "flp2", "flp3")
 FIGURE2_GRAD = ("grad3",)
 
 
-def figure2(scale: str, root: str, results_dir: str) -> dict:
-  """Figure 2 from the scale's continual sine cells, every network analysed
-  (``experiments/figures.py --networks=0``); writes ``results/figures_<scale>/``."""
+def figure2(scale: str, root: str, results_dir: str,
+            orders: tuple[str, ...] = ("continual", "iid")) -> None:
+  """Figure 2 from the scale's sine cells, every network analysed
+  (``experiments/figures.py --networks=0``): the continual cells (panels A-C, as the
+  paper's continual analyses) into ``results/figures_<scale>/``, the i.i.d. cells
+  (panel D is the paper's i.i.d. task) into ``results/figures_<scale>/iid/``."""
   import subprocess  # pylint: disable=g-import-not-at-top
-  def cells(rows):  # the cells that were run (a --cells subset may lack some)
-    dirs = [os.path.join(root, "table1", scale, f"{row}_continual", "final") for row in rows]
+
+  def cells(rows, order):  # the cells that were run (a --cells subset may lack some)
+    dirs = [os.path.join(root, "table1", scale, f"{row}_{order}", "final") for row in rows]
     return ",".join(_path_arg(d) for d in dirs if os.path.isdir(os.path.join(d, "checkpoints")))
 
-  out = os.path.join(results_dir, f"figures_{scale}")
-  cmd = [sys.executable, os.path.join(REPO, "experiments", "figures.py"),
-         "--flp_workdirs=" + cells(FIGURE2_FLP), "--grad_workdirs=" + cells(FIGURE2_GRAD),
-         "--networks=0", "--lifetimes=10", "--batch=5", f"--output_dir={out}"]
-  proc = subprocess.run(cmd, check=False)
-  if proc.returncode:
-    sys.exit(f"error: Figure 2 ({' '.join(cmd)}) exited with {proc.returncode}")
-  data = _json(os.path.join(out, "figure2.json"))
-  data["scale"] = scale
-  summary.write_json(os.path.join(out, "figure2.json"), data)
-  return data
+  for order in orders:
+    out = os.path.join(results_dir, f"figures_{scale}", *(() if order == "continual" else (order,)))
+    cmd = [sys.executable, os.path.join(REPO, "experiments", "figures.py"),
+           "--flp_workdirs=" + cells(FIGURE2_FLP, order),
+           "--grad_workdirs=" + cells(FIGURE2_GRAD, order),
+           "--networks=0", "--lifetimes=10", "--batch=5", f"--output_dir={out}"]
+    if not cells(FIGURE2_FLP, order):
+      continue
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode:
+      sys.exit(f"error: Figure 2 ({' '.join(cmd)}) exited with {proc.returncode}")
+    data = _json(os.path.join(out, "figure2.json"))
+    data.update(scale=scale, order=order)
+    summary.write_json(os.path.join(out, "figure2.json"), data)
+  summary.write_json(os.path.join(results_dir, f"figures_{scale}", "done.json"),
+                     {"scale": scale, "orders": list(orders)})
 
 
 def missing_data(plan, data_dir: str = "") -> list[str]:
@@ -810,7 +834,7 @@ def _cell_units(table: str, row: str, column: str) -> float:
 
 def _done(results_dir: str, table: str, row: str, column: str, scale: str):
   if row == "figure2":
-    record = _json(os.path.join(results_dir, f"figures_{scale}", "figure2.json"))
+    record = _json(os.path.join(results_dir, f"figures_{scale}", "done.json"))
     return record if record and record.get("scale") == scale else None
   if row == "section71":
     record = _json(section71_path(results_dir, scale))
