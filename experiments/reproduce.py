@@ -624,9 +624,10 @@ def write_results_md(results_dir: str) -> str:
 # ----------------------------------------------------------------------------- beyond the paper
 
 #: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
-#: (Rows rule3r and pfb3h, and the i.i.d. column, are configured in sine.py too, e.g.
-#: ``experiments/train.py --config=experiments/configs/sine.py:row=rule3r,order=continual,scale=mini``.)
-BEYOND_CELLS = [("1", row, "continual") for row in ("dfa3", "fa3", "rule3", "pfb3")]
+#: (The i.i.d. column of these rows is configured in sine.py too, e.g.
+#: ``experiments/train.py --config=experiments/configs/sine.py:row=rule3,order=iid,scale=mini``.)
+BEYOND_CELLS = [("1", row, "continual")
+                for row in ("dfa3", "fa3", "rule3", "rule3r", "pfb3", "pfb3h")]
 BEYOND_CLAIMS = [
     (f"FLP (3) below {name} (3) on {col} sine", "below", ("1", "flp3", column), ("1", row, column))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
