@@ -63,7 +63,7 @@ def make_probe(learner, task):
     stats = {}
     for name, w in learner.plastic_weights(fast).items():
       stats[f"fast_norm_{name}"] = jnp.linalg.norm(w)
-    for name, a in params.get("alpha", {}).items() if isinstance(params.get("alpha"), dict) else ():
+    for name, a in (params.get("alpha") or {}).items():
       stats[f"alpha_min_{name}"] = jnp.min(a)
       stats[f"alpha_max_{name}"] = jnp.max(a)
       stats[f"alpha_neg_{name}"] = jnp.mean(a < 0)

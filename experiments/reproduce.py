@@ -98,6 +98,13 @@ def config_string(table: str, row: str, column: str, scale: str, **args) -> str:
                                               if v is not None and v is not False and v != ""])
 
 
+def _relative(text: str) -> str:
+  """``text`` with this machine's paths around the repository written relative to it
+  (``../shared/data/...``): results are committed."""
+  parent = os.path.dirname(REPO)
+  return text.replace(REPO + os.sep, "").replace(parent + os.sep, ".." + os.sep)
+
+
 def _path_arg(path: str) -> str:
   """``path`` for a config string: relative to the working directory when inside it."""
   rel = os.path.relpath(path)
@@ -290,7 +297,7 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None
     config = _data_dir(load_config(record["config"]), data_dir)
     result = train.train_and_evaluate(config, os.path.join(cell_dir, "final"))
   except (datasets.DataError, config_lib.ConfigError, FileNotFoundError) as e:
-    record.update({"status": "not run", "reason": str(e).splitlines()[0]})
+    record.update({"status": "not run", "reason": _relative(str(e).splitlines()[0])})
     return record
   clock["wall_s"] += time.time() - t0
   summary.write_json(os.path.join(cell_dir, "wall.json"), clock)
@@ -441,6 +448,14 @@ CLAIMS = [
 ]
 
 
+def _claim_line(text: str, kind: str, ra: dict, rb: dict) -> str:
+  """``* text: **holds|fails** (a vs b; difference in standard errors).``"""
+  verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
+  m = ra.get("metric", "mse")
+  return (f"* {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
+          + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+
+
 def _claims(results) -> list[str]:
   lines = []
   for scale in ("mini", "reduced", "paper"):
@@ -448,20 +463,13 @@ def _claims(results) -> list[str]:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if not (ra and rb and ra.get("status") == "done" and rb.get("status") == "done"):
         continue
-      verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
-      m = ra["metric"]
-      lines.append(
-          f"* {scale} scale: {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
-          + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+      lines.append(_claim_line(f"{scale} scale: {text}", kind, ra, rb))
     for (table, row, column, s), r in sorted(results.items()):
       if s == scale and row == "reuse1" and r.get("no_plasticity") and r.get("status") == "done":
-        verdict, gap, se = _compare(r, r["no_plasticity"])
-        m = r["metric"]
-        lines.append(
-            f"* {scale} scale: feature reuse (1) learns within its lifetime on "
-            f"{COLUMN_NAMES[column]} (below the same networks without plasticity): "
-            f"**{verdict}** ({_fmt(r['mean'], m)} vs {_fmt(r['no_plasticity']['mean'], m)}"
-            + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+        lines.append(_claim_line(
+            f"{scale} scale: feature reuse (1) learns within its lifetime on "
+            f"{COLUMN_NAMES[column]} (below the same networks without plasticity)", "below",
+            r, dict(r["no_plasticity"], metric=r["metric"])))
   return lines
 
 
@@ -629,12 +637,8 @@ def write_results_md(results_dir: str) -> str:
 BEYOND_CELLS = [("1", row, "continual")
                 for row in ("dfa3", "fa3", "rule3", "rule3r", "pfb3", "pfb3h")]
 BEYOND_CLAIMS = [
-    (f"FLP (3) below {name} (3) on {col} sine", "below", ("1", "flp3", column), ("1", row, column))
-    for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
-    for column, col in (("continual", "continual"), ("iid", "i.i.d."))
-] + [
-    (f"Gradient-based (3) below {name} (3) on {col} sine", "below", ("1", "grad3", column),
-     ("1", row, column))
+    (f"{first} below {name} (3) on {col} sine", "below", ("1", row_a, column), ("1", row, column))
+    for row_a, first in (("flp3", "FLP (3)"), ("grad3", "Gradient-based (3)"))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
     for column, col in (("continual", "continual"), ("iid", "i.i.d."))
 ] + [
@@ -721,10 +725,7 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
     for text, kind, a, b in BEYOND_CLAIMS:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if ra and rb and ra.get("status") == "done" and rb.get("status") == "done":
-        verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
-        out.append(f"* {text}: **{verdict}** ({_fmt(ra['mean'], 'mse')} vs "
-                   f"{_fmt(rb['mean'], 'mse')}"
-                   + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
+        out.append(_claim_line(text, kind, ra, rb))
     out.append("")
   rules = _json(os.path.join(results_dir, "beyond", "learned_rules.json"), {})
   if rules:
@@ -792,13 +793,16 @@ def figure2(scale: str, root: str, results_dir: str,
 
   for order in orders:
     out = os.path.join(results_dir, f"figures_{scale}", *(() if order == "continual" else (order,)))
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "figures.py"),
-           "--flp_workdirs=" + cells(FIGURE2_FLP, order),
-           "--grad_workdirs=" + cells(FIGURE2_GRAD, order),
-           "--networks=0", "--lifetimes=10", "--batch=5", f"--output_dir={out}"]
     if not cells(FIGURE2_FLP, order):
       continue
-    proc = subprocess.run(cmd, check=False)
+    # Run from the repository with paths relative to it: the command is recorded.
+    rel = lambda p: os.path.relpath(os.path.abspath(p), REPO)
+    cmd = [sys.executable, os.path.join("experiments", "figures.py"),
+           "--flp_workdirs=" + ",".join(map(rel, cells(FIGURE2_FLP, order).split(","))),
+           "--grad_workdirs=" + ",".join(rel(d) for d in cells(FIGURE2_GRAD, order).split(",")
+                                         if d),
+           "--networks=0", "--lifetimes=10", "--batch=5", f"--output_dir={rel(out)}"]
+    proc = subprocess.run(cmd, check=False, cwd=REPO)
     if proc.returncode:
       sys.exit(f"error: Figure 2 ({' '.join(cmd)}) exited with {proc.returncode}")
     data = _json(os.path.join(out, "figure2.json"))

@@ -15,11 +15,10 @@ import sys
 
 import pytest
 
-from flpjax import train
+from flpjax import datasets, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OMNIGLOT = "/work/shared/data/omniglot" if os.path.isdir("/work/shared/data/omniglot") else (
-    os.path.join(os.path.dirname(REPO), "shared", "data", "omniglot"))
+OMNIGLOT = str(datasets.dataset_dir("omniglot"))  # the project's own lookup
 
 TINY_CONFIG = '''
 from flpjax import config as config_lib

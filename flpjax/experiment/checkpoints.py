@@ -167,7 +167,9 @@ def export_params(workdir: str, path: str, step: int | None = None) -> str:
   flat = {_leaf_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   np.savez_compressed(path + ".npz", **flat)
-  metrics_lib.write_json(path + ".json", {"step": step, "source": os.path.abspath(workdir),
+  source = os.path.relpath(workdir)  # relative to where it ran: the pair may be committed
+  source = workdir if source.startswith("..") else source
+  metrics_lib.write_json(path + ".json", {"step": step, "source": source,
                                "config": json.loads(config.to_json_best_effort())})
   return path
 
