@@ -83,57 +83,28 @@ def run_case(case: str, steps: int, warmup: int, data: str = "real",
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from flpjax import meta  # pylint: disable=g-import-not-at-top
   from flpjax import summary  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import timing  # pylint: disable=g-import-not-at-top
 
   config = _load_config(*CASES[case])
   config.matmul_precision = precision
   config.runs = runs
   config_lib.validate(config)
-  jax.config.update("jax_default_matmul_precision", config.matmul_precision)
-  learner = config_lib.make_learner(config)
-  if data == "synthetic" and config.task != "sine":
-    task, _ = _synthetic_tasks(config)
-  else:
-    task, _ = config_lib.make_tasks(config)
-  optimizer = config_lib.make_optimizer(config, learner)
-  estimator = config_lib.make_estimator(config, learner, task)
-  if runs == 1:
-    state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)
-    step = meta.make_meta_step(estimator, optimizer)
-    key = jax.random.key(1)
-  else:  # run r: key(r), as config.runs does (experiment.checkpoints.run_keys)
-    keys = jax.vmap(jax.random.key)(jax.numpy.arange(runs))
-    state = meta.init_states(learner, optimizer, keys, estimator=estimator)
-    runs_step = meta.make_runs_meta_step(estimator, optimizer)
-    step = lambda s, k, d: runs_step(
-        s, jax.vmap(jax.random.fold_in, (None, 0))(k, jax.numpy.arange(runs)), d)
-    key = jax.random.key(1)
-  t = time.perf_counter()
-  state, m = step(state, jax.random.fold_in(key, 0), task.data)
-  jax.block_until_ready(m)
-  first = time.perf_counter() - t
-  for i in range(warmup):
-    state, m = step(state, jax.random.fold_in(key, 1 + i), task.data)
-  jax.block_until_ready(m)
-  times = []
-  for i in range(steps):
-    t = time.perf_counter()
-    state, m = step(state, jax.random.fold_in(key, 100 + i), task.data)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t)
+  task = _synthetic_tasks(config)[0] if data == "synthetic" and config.task != "sine" else None
+  timed = timing.time_meta_step(config, steps=steps, warmup=warmup, task=task)
+  times = timed["times"]
   out = {
       "case": case,
       "device": summary.device_name(),
-      "s_per_step_median": float(np.median(times)),
+      "s_per_step_median": timed["s_per_step"],
       "s_per_step_min": float(np.min(times)),
       "s_per_step_max": float(np.max(times)),
-      "compile_s": float(first - np.median(times)),
+      "compile_s": timed["compile_s"],
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "steps": steps,
       "runs": runs,
-      "run_steps_per_s": float(runs / np.median(times)),
-      "loss": float(np.mean(m["loss"])),
+      "run_steps_per_s": float(runs / timed["s_per_step"]),
+      "loss": timed["loss"],
       "data": data if config.task != "sine" else "generated",
       "matmul_precision": precision,
       "jax": jax.__version__,

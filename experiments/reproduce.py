@@ -63,7 +63,10 @@ ROW_NAMES = {
     "oml3": "Original OML (3)", "oml2": "Original OML (2)",
     "dfa3": "DFA (3)", "fa3": "FA (3)", "rule3": "Learned rule from Oja (3)",
     "rule3r": "Learned rule from random (3)", "pfb3": "Plastic feedback (3)",
-    "pfb3h": "Plastic multi-layer feedback (3)",
+    "pfb3h": "Plastic multi-layer feedback (3)", "rule3m": "Learned MLP rule (3)",
+    "dfa2": "DFA (2)", "fa2": "FA (2)", "rule2": "Learned rule from Oja (2)",
+    "rule2r": "Learned rule from random (2)", "rule2m": "Learned MLP rule (2)",
+    "pfb2": "Plastic feedback (2)",
 }
 COLUMNS = {"1": ("iid", "continual"), "2": ("omniglot", "omniglot_continual", "mini_imagenet")}
 COLUMN_NAMES = {"iid": "i.i.d. learning", "continual": "Continual learning",
@@ -137,7 +140,19 @@ _SET = flags.DEFINE_multi_string(
     "--set=meta.steps=100 (recorded in each cell's JSON as 'overrides').")
 _CELLS = flags.DEFINE_list(
     "cells", None, "With --scale=mini: only these cells of the miniature, each "
-    "table:row:column (e.g. 1:flp3:continual, 1:section71:continual).")
+    "table:row:column (e.g. 1:flp3:continual, 1:section71:continual). With --scale=paper: "
+    "the cells to train (as with --budget_s), each table:row:column or table:row:"
+    "iid+continual / omniglot+omniglot_continual (both columns as one program).")
+_BUDGET = flags.DEFINE_float(
+    "budget_s", None, "With --scale=paper --cells: seconds this job may take (one GPU "
+    "allocation). Each cell's meta-step is timed first; cells that cannot finish within the "
+    "budget are refused before any training.")
+_EXPORT = flags.DEFINE_string(
+    "export_dir", "", "Store the first network of each trained cell there "
+    "(train.export_params; default: not stored).")
+_MERGE = flags.DEFINE_string(
+    "merge_from", None, "Merge the cell records of another results directory (e.g. the "
+    "output of experiments/gpu_cells.sh) into --results_dir, then regenerate RESULTS.md.")
 _BEYOND = flags.DEFINE_bool(
     "beyond", False, "With --scale=mini: issue 12's experiments (DFA and FA rows, lifetimes "
     "longer than trained) after the miniature's Table 1 cells they compare with.")
@@ -249,31 +264,58 @@ def _data_dir(config, data_dir: str):
   return config
 
 
-def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None, sweep: bool,
-             root: str, data_dir: str = "") -> dict:
-  """Trains (or resumes) and evaluates one cell; returns its result record.
+#: Columns a cell can train as one program (``both_orders``, `config.run_orders`): the
+#: i.i.d. and continual columns of the same data, written ``iid+continual``.
+ORDER_PAIRS = {"1": ("iid", "continual"), "2": ("omniglot", "omniglot_continual")}
 
+
+def cell_columns(table: str, column: str) -> tuple[str, ...]:
+  """The columns a cell fills: ``(column,)``, or the pair of ``'iid+continual'``."""
+  columns = tuple(column.split("+"))
+  if len(columns) > 1 and columns != ORDER_PAIRS[table]:
+    raise ValueError(f"{column!r}: the only pair of table {table} is "
+                     + "+".join(ORDER_PAIRS[table]))
+  return columns
+
+
+def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None, sweep: bool,
+             root: str, data_dir: str = "", export_dir: str = "") -> dict[str, dict]:
+  """Trains (or resumes) and evaluates one cell; returns ``{column: result record}``.
+
+  ``column`` a pair (``'iid+continual'``, `ORDER_PAIRS`): both columns' networks train
+  as one program (``both_orders=true``), ``seeds`` of each; one record per column.
   ``seeds`` None: the config's own ``runs`` (the mini scale's `MINI_SEEDS`).
+  ``export_dir``: also store the first network of each column there
+  (``<table>_<row>_<column>_<scale>.npz/.json``, `train.export_params`).
   """
   import jax  # pylint: disable=g-import-not-at-top
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax import datasets, train  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
 
-  config = load_config(config_string(table, row, column, scale, runs=seeds))
-  seeds = config.runs
+  columns = cell_columns(table, column)
+  paired = len(columns) > 1
+  first = columns[0]
+  config = load_config(config_string(table, row, first, scale, runs=seeds, both_orders=paired))
+  seeds = config.runs // len(columns)
   cell_dir = os.path.join(root, f"table{table}", scale, f"{row}_{column}")
   os.makedirs(cell_dir, exist_ok=True)
   clock = _json(os.path.join(cell_dir, "wall.json"), {"wall_s": 0.0})
   t0 = time.time()
   record = {"table": table, "row": row, "column": column,
-            "config": config_string(table, row, column, scale, runs=seeds), "scale": scale,
-            "reduced": reduced_changes(table, row, column, scale) if scale != "paper" else {},
+            "config": config_string(table, row, first, scale, runs=seeds, both_orders=paired),
+            "scale": scale,
+            "reduced": reduced_changes(table, row, first, scale) if scale != "paper" else {},
             "seeds": seeds, "workdir": os.path.relpath(cell_dir, REPO)}
   if overrides():
     record["overrides"] = overrides()
+  fail = lambda reason: {c: dict(record, column=c, status="not run", reason=reason)
+                         for c in columns}
   try:
     chosen = None
     if sweep and config.learner in ("flp",) and config.estimator != "oml":  # rows with a sweep
+      if paired:
+        return fail("a sweep chooses each column's rate apart: run the columns apart")
       string = config_string(table, row, column, scale, sweep=True)
       sc = _data_dir(load_config(string), data_dir)
       record["sweep_config"] = string
@@ -292,21 +334,48 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None
         record["init_ff_from"] = source
       else:
         source = None
-    record["config"] = config_string(table, row, column, scale, runs=seeds, plasticity_lr=chosen,
-                                     init_ff_from=source)
+    record["config"] = config_string(table, row, first, scale, runs=seeds, plasticity_lr=chosen,
+                                     init_ff_from=source, both_orders=paired)
     config = _data_dir(load_config(record["config"]), data_dir)
-    result = train.train_and_evaluate(config, os.path.join(cell_dir, "final"))
+    workdir = os.path.join(cell_dir, "final")
+    result = train.train_and_evaluate(config, workdir)
   except (datasets.DataError, config_lib.ConfigError, FileNotFoundError) as e:
-    record.update({"status": "not run", "reason": _relative(str(e).splitlines()[0])})
-    return record
+    return fail(_relative(str(e).splitlines()[0]))
   clock["wall_s"] += time.time() - t0
   summary.write_json(os.path.join(cell_dir, "wall.json"), clock)
-  record.update(summarize_result(result))
+  results = {column: result}
+  if paired:  # run_orders: ("iid",) * seeds + ("continual",) * seeds
+    results = dict(zip(columns, aggregate.split_by_order(result).values()))
   record.update({"device": jax.devices()[0].device_kind, "cpu_or_gpu": summary.device_name(),
+                 "matmul_precision": config.matmul_precision,
                  "wall_s": round(clock["wall_s"], 1), "chosen_plasticity_lr": chosen})
+  if paired:
+    record["wall_s_note"] = "both columns' networks trained together in this time"
+  out = {}
+  for n, (c, r) in enumerate(results.items()):
+    out[c] = dict(record, column=c, **summarize_result(dict(r, step=result["step"])))
+    if export_dir:
+      name = os.path.join(export_dir, f"table{table}_{row}_{c}_{scale}")
+      train.export_params(workdir, name, run=n * seeds)
+      out[c]["exported"] = {"params": _relative(os.path.abspath(name)), "network": 0}
   if row == "reuse1" and scale != "paper":  # does the control learn within its lifetime?
-    record["no_plasticity"] = no_plasticity(config, os.path.join(cell_dir, "final"))
-  return record
+    plain = no_plasticity(config, workdir)
+    plain = dict(zip(columns, aggregate.split_by_order(plain).values())) if paired else {
+        column: plain}
+    for c in columns:
+      out[c]["no_plasticity"] = summarize_result(dict(plain[c], step=result["step"]))
+  return out
+
+
+def store_cells(results_dir: str, records: dict[str, dict]) -> list[dict]:
+  """Writes each record of `run_cell` into ``<results_dir>/table<k>/<row>.json`` under its
+  scale and column; returns the records."""
+  for column, record in records.items():
+    path = os.path.join(results_dir, f"table{record['table']}", f"{record['row']}.json")
+    data = _json(path, {})
+    data.setdefault(record["scale"], {})[column] = record
+    summary.write_json(path, data)
+  return list(records.values())
 
 
 def no_plasticity(config, workdir: str) -> dict:
@@ -316,7 +385,7 @@ def no_plasticity(config, workdir: str) -> dict:
   from flpjax import train  # pylint: disable=g-import-not-at-top
   params, step = train.restore_params(workdir, config)
   params = dict(params, alpha=jax.tree.map(lambda a: 0.0 * a, params["alpha"]))
-  return summarize_result(dict(train.evaluate_params(config, params), step=step))
+  return dict(train.evaluate_params(config, params), step=step)
 
 
 def section71_path(results_dir: str, scale: str) -> str:
@@ -537,6 +606,8 @@ def write_results_md(results_dir: str) -> str:
         for scale in ("paper", "mini", "reduced"):
           r = results.get((table, row, column, scale))
           if not r:
+            if scale == "paper":  # the paper-scale cells need a GPU (experiments/gpu_cells.sh)
+              ours.append("paper scale: not run: no GPU available")
             continue
           if r.get("status") != "done":
             ours.append(f"not run at {scale} scale: {r.get('reason', '?').split(':')[0]}")
@@ -634,20 +705,33 @@ def write_results_md(results_dir: str) -> str:
 #: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
 #: (The i.i.d. column of these rows is configured in sine.py too, e.g.
 #: ``experiments/train.py --config=experiments/configs/sine.py:row=rule3,order=iid,scale=mini``.)
-BEYOND_CELLS = [("1", row, "continual")
-                for row in ("dfa3", "fa3", "rule3", "rule3r", "pfb3", "pfb3h")]
+BEYOND_CELLS = ([("1", row, "continual")
+                 for row in ("dfa3", "fa3", "rule3", "rule3r", "pfb3", "pfb3h")]
+                + [("2", row, "omniglot")
+                   for row in ("dfa2", "fa2", "rule2", "rule2r", "rule2m", "pfb2")]
+                + [("1", "rule3m", "continual")])  # the costliest last
+_RULES = (("rule{n}", "a meta-learned rule started from Oja's coefficients"),
+          ("rule{n}r", "a meta-learned rule started from random coefficients"),
+          ("rule{n}m", "a meta-learned MLP rule"),
+          ("pfb{n}", "plastic feedback"))
 BEYOND_CLAIMS = [
     (f"{first} below {name} (3) on {col} sine", "below", ("1", row_a, column), ("1", row, column))
     for row_a, first in (("flp3", "FLP (3)"), ("grad3", "Gradient-based (3)"))
     for row, name in (("dfa3", "DFA"), ("fa3", "FA"))
     for column, col in (("continual", "continual"), ("iid", "i.i.d."))
 ] + [
+    (f"{first} below {name} (2) on Omniglot", "below", ("2", row_a, "omniglot"),
+     ("2", row, "omniglot"))
+    for row_a, first in (("flp2", "FLP (2)"), ("grad2", "Gradient-based (2)"))
+    for row, name in (("dfa2", "DFA"), ("fa2", "FA"))
+] + [
     (f"{text} below FLP (3) with Oja's rule and fixed output feedback on continual sine",
-     "below", ("1", row, "continual"), ("1", "flp3", "continual"))
-    for row, text in (("rule3", "a meta-learned rule started from Oja's coefficients"),
-                      ("rule3r", "a meta-learned rule started from random coefficients"),
-                      ("pfb3", "plastic feedback"),
-                      ("pfb3h", "plastic feedback from the output and the next layer"))
+     "below", ("1", row.format(n=3), "continual"), ("1", "flp3", "continual"))
+    for row, text in _RULES + (("pfb3h", "plastic feedback from the output and the next layer"),)
+] + [
+    (f"{text} below FLP (2) with Oja's rule and fixed feedback on Omniglot", "below",
+     ("2", row.format(n=2), "omniglot"), ("2", "flp2", "omniglot"))
+    for row, text in _RULES
 ]
 
 
@@ -657,8 +741,9 @@ def learned_coefficients(root: str, scale: str = "mini") -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flpjax import train  # pylint: disable=g-import-not-at-top
   out = {}
-  for row in ("rule3", "rule3r"):
-    workdir = os.path.join(root, "table1", scale, f"{row}_continual", "final")
+  for table, row, column in (("1", "rule3", "continual"), ("1", "rule3r", "continual"),
+                             ("2", "rule2", "omniglot"), ("2", "rule2r", "omniglot")):
+    workdir = os.path.join(root, f"table{table}", scale, f"{row}_{column}", "final")
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
       continue
     config, params, step = train.load_run(workdir)
@@ -674,15 +759,15 @@ def beyond(root: str, results_dir: str, scale: str = "mini") -> None:
   """Runs (or resumes) `BEYOND_CELLS`, then the longer-lifetime evaluation of the continual
   cells; regenerates RESULTS.md."""
   import subprocess  # pylint: disable=g-import-not-at-top
+  missing = missing_data(BEYOND_CELLS)
+  if missing:
+    sys.exit("error: --beyond needs " + "; ".join(missing) + " (see README, Data)")
   for table, row, column in BEYOND_CELLS:
     if _done(results_dir, table, row, column, scale):
       continue
     print(f"[beyond] table {table} {row} {column}", flush=True)
-    record = run_cell(table, row, column, scale=scale, seeds=None, sweep=False, root=root)
-    path = os.path.join(results_dir, f"table{table}", f"{row}.json")
-    data = _json(path, {})
-    data.setdefault(scale, {})[column] = record
-    summary.write_json(path, data)
+    store_cells(results_dir, run_cell(table, row, column, scale=scale, seeds=None,
+                                      sweep=False, root=root))
   dirs = [os.path.join(root, "table1", scale, f"{row}_continual", "final")
           for row in ("flp3", "grad3", "dfa3", "fa3")]
   rel = lambda p: p if os.path.relpath(p, REPO).startswith("..") else os.path.relpath(p, REPO)
@@ -711,15 +796,21 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
   if cells:
     out += ["### Feedback alignment, learned rules, plastic feedback", "",
             "`python experiments/reproduce.py --scale=mini --beyond` (rows of "
-            "`experiments/configs/sine.py`: `dfa3`, `fa3`, Figure 1's learners, inner SGD "
-            "along the error sent through fixed random feedback, directly or layer by layer, "
-            "at grad3's inner rate; `rule3`, FLP (3) with a generalised Hebbian rule per layer "
-            "meta-learned from Oja's coefficients; `pfb3`, FLP (3) whose feedback weights "
-            "learn within the lifetime at a meta-learned rate; all meta-trained from scratch "
-            "as the other rows):", ""]
+            "`experiments/configs/sine.py` and `fewshot.py`: `dfa3`/`dfa2`, `fa3`/`fa2`, "
+            "Figure 1's learners, inner SGD along the error sent through fixed random "
+            "feedback, directly or layer by layer, at the gradient row's inner rate; "
+            "`rule3`/`rule2`, FLP with a generalised Hebbian rule per layer meta-learned from "
+            "Oja's coefficients, `rule3r`/`rule2r` from random ones, `rule3m`/`rule2m` a small "
+            "MLP rule per layer (2 hidden units at this scale, `MINI_MLP_HIDDEN`); "
+            "`pfb3`/`pfb2`, FLP whose feedback weights learn within the lifetime at a "
+            "meta-learned rate, `pfb3h` also from the next "
+            "plastic layer's activity; all meta-trained from scratch as the other rows of "
+            "their table, at the mini scale):", ""]
     for (table, row, column), r in cells:
-      out.append(f"* {ROW_NAMES[row]}, {COLUMN_NAMES[column]}: MSE {_fmt(r['mean'], 'mse')} "
-                 f"({_fmt(r['stderr'], 'mse')}), {r['seeds']} networks, {r['meta_steps']} steps"
+      m = r["metric"]
+      out.append(f"* {ROW_NAMES[row]}, {COLUMN_NAMES[column]}: "
+                 f"{'MSE' if m == 'mse' else 'error (%)'} {_fmt(r['mean'], m)} "
+                 f"({_fmt(r['stderr'], m)}), {r['seeds']} networks, {r['meta_steps']} steps"
                  + (f", {r['diverged_networks']} diverged" if r.get("diverged_networks") else ""))
     out.append("")
     for text, kind, a, b in BEYOND_CLAIMS:
@@ -885,12 +976,8 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
     elif row == "figure2":
       figure2("mini", root, results_dir)
     else:
-      record = run_cell(table, row, column, scale="mini", seeds=None, sweep=False, root=root,
-                        data_dir=data_dir)
-      path = os.path.join(results_dir, f"table{table}", f"{row}.json")
-      data = _json(path, {})
-      data.setdefault("mini", {})[column] = record
-      summary.write_json(path, data)
+      record, = store_cells(results_dir, run_cell(table, row, column, scale="mini", seeds=None,
+                                                   sweep=False, root=root, data_dir=data_dir))
       if record.get("status") != "done":
         sys.exit(f"error: table {table} {row} {column}: {record.get('reason')}")
     spent += units[cell]
@@ -900,6 +987,112 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
           f"ETA {_hms(remaining)}", flush=True)
   write_results_md(results_dir)
   return [line for line in _claims(load_results(results_dir)) if "mini scale" in line]
+
+
+# ----------------------------------------------------------------------------- GPU allocations
+
+#: The share of the budget the timed estimates may fill (the rest: data loading, saving
+#: checkpoints, the evaluation's own compilation, noise).
+BUDGET_SHARE = 0.85
+#: A meta-test lifetime of one network costs about this fraction of a meta-step (no
+#: backward pass through the lifetime; measured on the dev CPU: 0.3-0.4).
+EVAL_STEP_FRACTION = 0.5
+
+
+def paper_plan(values: list[str]) -> list[tuple[str, str, str]]:
+  """``--cells`` at paper scale: ``(table, row, column)`` each; exits on a bad entry."""
+  plan = []
+  for text in values:
+    parts = text.split(":")
+    table, row, column = parts if len(parts) == 3 else ("", "", "")
+    if table not in PAPER or row not in PAPER[table]:
+      sys.exit(f"error: --cells={text}: expected table:row:column with table 1 (rows "
+               f"{', '.join(PAPER['1'])}) or 2 (rows {', '.join(PAPER['2'])})")
+    allowed = COLUMNS[table] + ("+".join(ORDER_PAIRS[table]),)
+    if column not in allowed:
+      sys.exit(f"error: --cells={text}: column {column!r}: expected one of {', '.join(allowed)}")
+    plan.append((table, row, column))
+  return plan
+
+
+def cell_estimate(table: str, row: str, column: str, seeds: int | None, data_dir: str) -> dict:
+  """Seconds one cell will take here: its meta-step timed on this machine (all its networks
+  in one program) x meta-steps, plus compilation and the evaluation (estimated)."""
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import timing  # pylint: disable=g-import-not-at-top
+  paired = len(cell_columns(table, column)) > 1
+  config = _data_dir(load_config(config_string(table, row, column.split("+")[0], "paper",
+                                               runs=seeds, both_orders=paired)), data_dir)
+  config_lib.validate(config)
+  timed = timing.time_meta_step(config, steps=2, warmup=1)
+  train_s = config.meta.steps * timed["s_per_step"]
+  eval_s = timed["compile_s"] + EVAL_STEP_FRACTION * config.eval.lifetimes * timed["s_per_step"]
+  return {"cell": f"{table}:{row}:{column}", "networks": config.runs,
+          "meta_steps": config.meta.steps, "s_per_step": round(timed["s_per_step"], 4),
+          "compile_s": round(timed["compile_s"], 1),
+          "estimate_s": round(timed["compile_s"] + train_s + eval_s, 1)}
+
+
+def budget_job(plan, budget_s: float | None, seeds: int | None, root: str, results_dir: str,
+               data_dir: str = "", export_dir: str = "") -> list[dict]:
+  """Paper-scale cells within ``budget_s`` seconds (one GPU allocation): times each cell,
+  refuses the set if it cannot finish, then trains and evaluates them in order, writing each
+  cell's record (and, with ``export_dir``, its first network) as soon as it is done, so that
+  a job killed at its time limit keeps the cells it finished."""
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from flpjax import datasets  # pylint: disable=g-import-not-at-top
+  t0 = time.time()
+  if budget_s is not None and budget_s <= 0:
+    sys.exit(f"error: --budget_s={budget_s}: expected a positive number of seconds")
+  missing = missing_data(plan, data_dir)
+  if missing:
+    sys.exit(f"error: --data_dir={data_dir or '(default)'}: the cells need "
+             + "; ".join(missing) + " (see README, Data)")
+  estimates = []
+  for table, row, column in plan:
+    try:
+      estimates.append(cell_estimate(table, row, column, seeds, data_dir))
+    except (config_lib.ConfigError, datasets.DataError, ValueError) as e:
+      sys.exit(f"error: --cells={table}:{row}:{column}: {str(e).splitlines()[0]}")
+    print("[budget] " + json.dumps(estimates[-1]), flush=True)
+  if budget_s is not None:
+    left = budget_s - (time.time() - t0)
+    need = sum(e["estimate_s"] for e in estimates)
+    if need > BUDGET_SHARE * left:
+      fits, total = [], 0.0
+      for e in estimates:
+        if total + e["estimate_s"] <= BUDGET_SHARE * left:
+          fits.append(e["cell"])
+          total += e["estimate_s"]
+      each = ", ".join(f"{e['cell']}: {e['estimate_s']:.0f} s" for e in estimates)
+      sys.exit(f"error: --budget_s={budget_s:g}: the cells need about {need:.0f} s at the "
+               f"measured speed ({each}), {left:.0f} s are left; "
+               + (f"these fit: --cells={','.join(fits)}" if fits else "none fits alone"))
+  records = []
+  for (table, row, column), e in zip(plan, estimates):
+    print(f"[budget] training {e['cell']} ({e['networks']} networks, about "
+          f"{e['estimate_s']:.0f} s; {time.time() - t0:.0f} s spent)", flush=True)
+    done = store_cells(results_dir, run_cell(table, row, column, scale="paper", seeds=seeds,
+                                             sweep=False, root=root, data_dir=data_dir,
+                                             export_dir=export_dir))
+    for record in done:
+      record["estimate_s"] = e["estimate_s"]
+    store_cells(results_dir, {r["column"]: r for r in done})
+    records += done
+  return records
+
+
+def merge_results(source: str, results_dir: str) -> list[str]:
+  """Copies every cell record of ``source``'s ``table*/<row>.json`` into ``results_dir``
+  (replacing the same scale and column); returns ``'table:row:column (scale)'`` of each."""
+  import glob  # pylint: disable=g-import-not-at-top
+  merged = []
+  for path in sorted(glob.glob(os.path.join(source, "table[12]", "*.json"))):
+    for scale, cells in _json(path, {}).items():
+      for column, record in cells.items():
+        store_cells(results_dir, {column: record})
+        merged.append(f"{record['table']}:{record['row']}:{column} ({scale})")
+  return merged
 
 
 def main(argv):
@@ -913,7 +1106,27 @@ def main(argv):
     section71(_SCALE.value, _ROOT.value, _RESULTS.value)
     print(write_results_md(_RESULTS.value))
     return
+  if _MERGE.value:
+    merged = merge_results(_MERGE.value, _RESULTS.value)
+    if not merged:
+      sys.exit(f"error: --merge_from={_MERGE.value}: no table1/*.json or table2/*.json there")
+    print("merged " + ", ".join(merged))
+    print(write_results_md(_RESULTS.value))
+    return
   table, row = _TABLE.value, _ROW.value
+  if _SCALE.value == "paper" and _CELLS.value:
+    if _SEEDS.value is not None and _SEEDS.value < 1:
+      sys.exit(f"error: --seeds={_SEEDS.value}: expected an integer >= 1")
+    plan = paper_plan(_CELLS.value)
+    seeds = _SEEDS.value
+    records = budget_job(plan, _BUDGET.value, seeds, _ROOT.value, _RESULTS.value,
+                         _DATA_DIR.value, _EXPORT.value)
+    for r in records:
+      print(f"{r['table']}:{r['row']}:{r['column']}: {r.get('status')} "
+            f"{r.get('mean', r.get('reason'))} ({r.get('wall_s')} s)")
+    return
+  if _BUDGET.value is not None:
+    sys.exit("error: --budget_s: expected with --scale=paper and --cells")
   if _SCALE.value == "mini" and _BEYOND.value:
     beyond(_ROOT.value, _RESULTS.value)
     print("\n".join(beyond_lines(_RESULTS.value)))
@@ -927,9 +1140,11 @@ def main(argv):
   if row not in PAPER[table]:
     sys.exit(f"error: --row={row}: expected one of {', '.join(PAPER[table])} for table {table}")
   columns = _COLUMNS.value or list(COLUMNS[table])
-  bad = [c for c in columns if c not in COLUMNS[table]]
+  pair = "+".join(ORDER_PAIRS[table])
+  bad = [c for c in columns if c not in COLUMNS[table] + (pair,)]
   if bad:
-    sys.exit(f"error: --columns={','.join(bad)}: expected some of {', '.join(COLUMNS[table])}")
+    sys.exit(f"error: --columns={','.join(bad)}: expected some of {', '.join(COLUMNS[table])}"
+             f" (or {pair}: both columns' networks as one program)")
   seeds = _SEEDS.value or (None if _SCALE.value == "mini" else 2 if table == "1" else 5)
   if seeds is not None and seeds < 1:
     sys.exit(f"error: --seeds={seeds}: expected an integer >= 1")
@@ -945,12 +1160,11 @@ def main(argv):
     print(write_results_md(_RESULTS.value))
     return
   for column in columns:
-    record = run_cell(table, row, column, scale=_SCALE.value, seeds=seeds, sweep=sweep,
-                      root=_ROOT.value, data_dir=_DATA_DIR.value)
-    data = _json(path, {})
-    data.setdefault(_SCALE.value, {})[column] = record
-    summary.write_json(path, data)
-    logging.info("%s %s %s: %s", table, row, column, record.get("mean", record.get("reason")))
+    for record in store_cells(_RESULTS.value, run_cell(
+        table, row, column, scale=_SCALE.value, seeds=seeds, sweep=sweep, root=_ROOT.value,
+        data_dir=_DATA_DIR.value)):
+      logging.info("%s %s %s: %s", table, row, record["column"],
+                   record.get("mean", record.get("reason")))
   print(write_results_md(_RESULTS.value))
 
 

@@ -232,15 +232,18 @@ def init_states(learner: Learner, optimizer: optax.GradientTransformation,
 def make_runs_meta_step(
     estimator: Estimator,
     optimizer: optax.GradientTransformation,
+    data_axes: Any = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-step of ``R`` independent runs as one `vmap`ped program.
 
   ``(states, keys (R,), data) -> (states, metrics)``: run ``r`` takes the step
   `make_meta_step` takes with ``states[r]`` and ``keys[r]``; the task's data is
-  shared. Independent seeds of a table row, or a sweep over learning rates
+  shared, except the parts ``data_axes`` (`Task.data_axes`, a ``vmap``
+  ``in_axes`` prefix of ``data``) maps over the runs, e.g. one stream order per
+  run, so that the i.i.d. and continual cells of a row train as one program. Independent seeds of a table row, or a sweep over learning rates
   (`set_learning_rates`), become one program: on a GPU a single 300-wide
   lifetime leaves most of the chip idle. When the states are sharded along the
   run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
   """
   step = make_meta_step(estimator, optimizer, jit=False)
-  return jax.jit(jax.vmap(step, in_axes=(0, 0, None)), donate_argnums=0)
+  return jax.jit(jax.vmap(step, in_axes=(0, 0, data_axes)), donate_argnums=0)

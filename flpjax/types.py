@@ -51,6 +51,9 @@ class Task(NamedTuple):
     input_shape: shape of one input example.
     output_dim: width of a regression target (classification: number of
       classes per episode).
+    data_axes: how ``data`` maps over the runs of `meta.make_runs_meta_step`
+      (its ``vmap`` ``in_axes``): None, shared by every run; e.g. ``(None, 0)``
+      for ``(shared arrays, one stream order per run)``.
   """
 
   sample: Callable[[jax.Array, Any], Episode]
@@ -58,6 +61,7 @@ class Task(NamedTuple):
   output: str
   input_shape: tuple[int, ...]
   output_dim: int
+  data_axes: Any = None
 
 
 class Group(NamedTuple):

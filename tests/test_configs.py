@@ -175,7 +175,7 @@ def test_defaults_and_warm_starts():
 
 @pytest.mark.parametrize("arg, message", [
     ("row=flp7", "config arg row='flp7': expected one of 'reuse1', 'flp2', 'flp3', 'flp9', "
-                 "'grad3', 'oml3', 'dfa3', 'fa3', 'rule3', 'rule3r', 'pfb3', 'pfb3h', "
+                 "'grad3', 'oml3', 'dfa3', 'fa3', 'rule3', 'rule3r', 'rule3m', 'pfb3', 'pfb3h', "
                  "'section71', 'quick'"),
     ("rows=flp3", "config arg 'rows': unknown; expected keys row, order, scale, sweep, runs, "
                   "plasticity_lr, init_ff_from, extend_from"),

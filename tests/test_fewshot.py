@@ -54,6 +54,19 @@ def test_train_episode_structure(order):
     assert len(set(idx[cls == c])) == 5
 
 
+def test_per_run_orders_give_each_run_the_episode_of_its_order():
+  images = _labelled_images()
+  orders = ("continual", "iid", "iid")
+  task = fewshot.make_train_task(images, dataset="omniglot", ways=5, shots=5, queries=3,
+                                 order=orders)
+  keys = jax.random.split(jax.random.key(2), len(orders))
+  episodes = jax.vmap(task.sample, in_axes=(0, task.data_axes))(keys, task.data)
+  for r, order in enumerate(orders):
+    alone = fewshot.sample_train_episode(keys[r], jnp.asarray(images), dataset="omniglot",
+                                         ways=5, shots=5, queries=3, order=order)
+    jax.tree.map(lambda a, b, r=r: np.testing.assert_array_equal(a[r], b), episodes, alone)
+
+
 def test_query_overlap_option_can_repeat_support_images():
   images = jnp.asarray(_labelled_images(classes=5, per_class=6))
   overlaps = 0

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -109,8 +110,8 @@ def test_results_md_fills_cells_and_checks_claims(reproduce, tmp_path):
   assert "FLP (3) below feature reuse (1) on continual sine: **holds**" in text
   flp3_line = next(l for l in text.splitlines() if l.startswith("| FLP (3) |"))
   assert "0.01 (0.01) [reduced, 2 seeds, 40 steps" in flp3_line
-  assert "not yet run" in flp3_line  # the i.i.d. cell
-  assert "| Gradient-based (2) | 3.2 (0.1) | not yet run |" in text
+  assert "paper scale: not run: no GPU available" in flp3_line  # the i.i.d. cell
+  assert "| Gradient-based (2) | 3.2 (0.1) | paper scale: not run: no GPU available |" in text
 
 
 TINY = ["--set=meta.steps=2", "--set=runs=2", "--set=eval.lifetimes=4", "--set=eval.batch=2",
@@ -167,3 +168,52 @@ def test_mini_bad_input_is_one_line_before_training(args, message, tmp_path):
   assert proc.returncode != 0
   assert message in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "work").exists()
+
+
+TINY_CELL = [t for t in TINY if not t.startswith("--set=runs=")]
+
+
+def test_gpu_cells_trains_both_orders_as_one_program_within_its_budget(tmp_path):
+  """experiments/gpu_cells.sh (the command of one GPU allocation), on the CPU at a tiny
+  size: both columns of a row as one program, a record per column with its device, wall
+  time and precision, the first network of each exported, then merged into results/."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "out"
+  proc = subprocess.run(
+      ["bash", "experiments/gpu_cells.sh", "1:reuse1:iid+continual", "900", "--seeds=2"]
+      + TINY_CELL, cwd=REPO, capture_output=True, text=True, check=False,
+      env=dict(os.environ, OUT=str(out), WORKDIR_ROOT=str(tmp_path / "work")))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert '"networks": 4' in proc.stdout  # the [budget] line: 2 seeds x 2 orders timed
+  cells = json.load(open(out / "results" / "table1" / "reuse1.json"))["paper"]
+  for column in ("iid", "continual"):
+    r = cells[column]
+    assert r["status"] == "done" and r["seeds"] == 2 and r["meta_steps"] == 2
+    assert r["column"] == column and r["matmul_precision"] and r["wall_s"] > 0
+    assert r["estimate_s"] > 0 and "both_orders=true" in r["config"]
+    info = json.load(open(out / "params" / f"table1_reuse1_{column}_paper.json"))
+    assert info["config"]["order"] == column and info["config"]["runs"] == 1
+  assert cells["iid"]["per_seed"] != cells["continual"]["per_seed"]
+  merged = subprocess.run(
+      [sys.executable, "experiments/reproduce.py", f"--merge_from={out / 'results'}",
+       f"--results_dir={tmp_path / 'results'}"], cwd=REPO, capture_output=True, text=True,
+      check=False)
+  assert merged.returncode == 0, merged.stderr[-2000:]
+  assert "merged 1:reuse1:iid (paper), 1:reuse1:continual (paper)" in merged.stdout
+  assert (tmp_path / "results" / "RESULTS.md").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells=1:flp4:iid", "--budget_s=60"], "--cells=1:flp4:iid: expected table:row:column"),
+    (["--cells=1:flp3:iid+sorted", "--budget_s=60"], "column 'iid+sorted': expected one of"),
+    (["--cells=1:flp3:iid", "--budget_s=0"], "--budget_s=0.0: expected a positive number"),
+    (["--cells=1:flp3:iid", "--budget_s=60", "--set=meta.steps=10000000"] + TINY_CELL[1:],
+     "--budget_s=60: the cells need about"),
+])
+def test_budget_refuses_bad_cells_and_what_cannot_finish_before_training(args, message,
+                                                                         tmp_path):
+  proc = _reproduce(["--scale=paper"] + args, tmp_path)
+  assert proc.returncode != 0
+  assert message in proc.stderr, proc.stderr[-2000:]
+  assert "[budget] training" not in proc.stdout
+  assert not (tmp_path / "results").exists()

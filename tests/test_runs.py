@@ -37,6 +37,41 @@ def test_run_r_is_the_single_run_with_seed_plus_r(tmp_path):
   assert len(train_rec[-1]["loss_runs"]) == 2
 
 
+def test_runs_of_both_orders_are_the_single_runs_of_each_order(tmp_path):
+  """config.run_orders: the i.i.d. and continual cells of a row as one vmapped program;
+  run r is the single run with seed + r and order run_orders[r], in training and in
+  its evaluation."""
+  from flpjax.experiment import aggregate
+  multi = _tiny(runs=3, seed=5, run_orders=("iid", "continual", "continual"))
+  result = train.train_and_evaluate(multi, str(tmp_path / "multi"))
+  params, _ = train.restore_params(str(tmp_path / "multi"), multi)
+  assert [r["order"] for r in result["runs"]] == ["iid", "continual", "continual"]
+  for r, order in enumerate(multi.run_orders):
+    single = _tiny(seed=5 + r, order=order)
+    alone = train.train_and_evaluate(single, str(tmp_path / f"single{r}"))
+    params1, _ = train.restore_params(str(tmp_path / f"single{r}"), single)
+    jax.tree.map(lambda a, b, r=r: np.testing.assert_allclose(a[r], b, rtol=2e-4, atol=1e-6),
+                 params, params1)
+    np.testing.assert_allclose(result["runs"][r]["mse"], alone["mse"], rtol=1e-3)
+  cells = aggregate.split_by_order(result)
+  assert set(cells) == {"iid", "continual"} and cells["continual"]["n_runs"] == 2
+  np.testing.assert_allclose(cells["continual"]["mse"],
+                             np.mean([r["mse"] for r in result["runs"][1:]]))
+  assert cells["iid"]["mse"] == result["runs"][0]["mse"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(runs=2, run_orders=("iid",)), r"config.run_orders=\('iid',\): expected \(\) or a "
+                                        "tuple of config.runs=2"),
+    (dict(runs=2, run_orders=("iid", "sorted")), "config.run_orders"),
+    (dict(runs=2, run_orders=("iid", "continual"), estimator="truncated",
+          **{"truncated.window": 3}), "needs estimator='full'"),
+])
+def test_bad_run_orders(fields, message):
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(_tiny(**fields))
+
+
 def test_sweep_picks_the_rate_on_validation_lifetimes(tmp_path):
   c = _tiny(steps=4, runs=2, **{"sweep.lrs": (1e-6, 1e-3)})
   result = train.train_and_evaluate(c, str(tmp_path / "sweep"))

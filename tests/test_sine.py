@@ -115,3 +115,25 @@ def test_sizes_and_jit():
 def test_unknown_order():
   with pytest.raises(ValueError, match="unknown order 'shuffled'"):
     sine.make_task(pool=None, order="shuffled")
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_per_run_orders_give_each_run_the_episode_of_its_order(mixed):
+  """A task with one order per run (Task.data_axes): under vmap, run r's episode is the
+  one the named order gives for its key, exactly."""
+  pool = sine.sample_functions(jax.random.key(3), 40)
+  orders = ("iid", "continual", "continual", "iid")
+  task = sine.make_task(pool=pool, order=orders, mixed_batches=mixed, n_functions=4,
+                        steps_per_function=3, batch_size=5, queries_per_function=2)
+  assert task.data_axes == (None, 0)
+  keys = jax.random.split(jax.random.key(0), len(orders))
+  episodes = jax.jit(jax.vmap(task.sample, in_axes=(0, task.data_axes)))(keys, task.data)
+  for r, order in enumerate(orders):
+    alone = sine.sample_episode(keys[r], pool, order=order, mixed_batches=mixed, n_functions=4,
+                                steps_per_function=3, batch_size=5, queries_per_function=2)
+    jax.tree.map(lambda a, b, r=r: np.testing.assert_array_equal(a[r], b), episodes, alone)
+
+
+def test_per_run_orders_reject_unknown_orders():
+  with pytest.raises(ValueError, match="orders=.*expected a non-empty tuple"):
+    sine.make_task(pool=None, order=("iid", "sorted"))

@@ -10,7 +10,8 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
 * ``order`` [iid]: ``iid`` (shuffled stream) or ``continual`` (all of one class's
   images, then the next class's; the Omniglot (continual) column).
 * ``row`` [flp2]: ``reuse1`` Feature reuse (1), ``flp2`` FLP (2), ``grad2``
-  Gradient-based (2), ``oml2`` Original OML (2).
+  Gradient-based (2), ``oml2`` Original OML (2); issue 12's `BEYOND_ROWS` (``dfa2``,
+  ``fa2``, ``rule2``, ``rule2r``, ``rule2m``, ``pfb2``).
 * ``scale`` [paper]: ``paper``, ``reduced`` (`REDUCED`, CPU-sized), or ``mini`` (`MINI`:
   the CPU miniature of ``reproduce.py --scale=mini``, `MINI_SEEDS` networks, no sweep).
 * ``sweep`` [false]: one network per plasticity meta-learning rate of `SWEEPS`,
@@ -18,6 +19,8 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   meta-training classes, held out of the sweep's meta-training; mini-ImageNet:
   its 'val' split); never the meta-test classes (B.1). Not for oml2.
 * ``runs`` [1]: independent networks meta-trained together (``config.runs``).
+* ``both_orders`` [false]: the i.i.d. and continual columns together, ``runs``
+  networks of each in one program (``config.run_orders``; ``order`` is ignored).
 * ``plasticity_lr``: the plasticity meta-learning rate (the one a sweep chose;
   the readout's for reuse1).
 * ``init_ff_from``: the FLP (2) workdir a grad2 run starts from (B.2):
@@ -74,8 +77,15 @@ each in its results.
 from flpjax import config as config_lib
 
 SCALES = ("paper", "reduced", "mini")
+#: Issue 12's rows (section 8; not in Table 2), FLP (2)'s network and plastic layers:
+#: ``dfa2`` / ``fa2`` Figure 1's feedback-alignment learners (inner SGD at grad2's
+#: rate along the error sent through fixed random feedback); ``rule2`` / ``rule2r`` /
+#: ``rule2m`` FLP (2) with a meta-learned local rule per layer (generalised Hebbian
+#: from Oja's coefficients / from random ones / a small MLP); ``pfb2`` FLP (2) whose
+#: feedback weights learn within the lifetime.
+BEYOND_ROWS = ("dfa2", "fa2", "rule2", "rule2r", "rule2m", "pfb2")
 CHOICES = dict(dataset=("omniglot", "mini_imagenet"), order=("iid", "continual"),
-               row=("reuse1", "flp2", "grad2", "oml2"), scale=SCALES)
+               row=("reuse1", "flp2", "grad2", "oml2") + BEYOND_ROWS, scale=SCALES)
 #: FLP's plasticity meta-learning rates (Table 4): (penultimate, readout).
 FLP_RATES = {"omniglot": (1e-3, 1e-5), "mini_imagenet": (1e-4, 1e-8)}
 
@@ -93,6 +103,9 @@ REDUCED_FLP = {"meta.lr.alpha_readout": 1e-2}
 MINI = {**REDUCED}
 MINI_FLP = {**REDUCED_FLP, "meta.lr.alpha": 1e-2}
 MINI_SEEDS = 5
+#: The MLP rule's hidden width at the mini scale (as sine.py's: cost linear in it; with
+#: 8, 0.52 s per meta-step of the 5 networks on the dev CPU, 7x FLP (2)'s).
+MINI_MLP_HIDDEN = 2
 #: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
 #: The gradient rows have no sweep: the gradient learner has no plasticity group
 #: (its inner SGD rate is fixed). Before learners declared their groups, the
@@ -118,7 +131,16 @@ def get_config(arg=None):
   c.eval.seed = 222
   c.eval.batch = 25
   c.plastic_layers = 1 if a.row == "reuse1" else 2
-  if a.row in ("reuse1", "flp2"):
+  if a.row in ("rule2", "rule2r", "rule2m"):
+    c.learner = "learned_rule"
+    c.learned_rule.rule = "mlp" if a.row == "rule2m" else "hebbian"
+    c.learned_rule.init = {"rule2": "oja", "rule2r": "random", "rule2m": ""}[a.row]
+  elif a.row == "pfb2":
+    c.learner = "plastic_feedback"
+  elif a.row in ("dfa2", "fa2"):
+    c.learner = a.row[:-1]
+    c.alignment.lr = 0.03  # grad2's inner rate
+  if a.row in ("reuse1", "flp2", "rule2", "rule2r", "rule2m", "pfb2"):
     c.flp.signal = "target"
     c.flp.clamp_readout = True
     c.flp.init_beta = 1.0
@@ -154,10 +176,12 @@ def get_config(arg=None):
     for path, value in {**REDUCED, **(REDUCED_FLP if c.learner == "flp" else {})}.items():
       config_lib.set_field(c, path, value)
   if a.scale == "mini":
-    flp = MINI_FLP if c.learner == "flp" else {}
+    flp = MINI_FLP if c.learner in ("flp", "learned_rule", "plastic_feedback") else {}
     for path, value in {**MINI, **flp}.items():
       config_lib.set_field(c, path, value)
     c.runs = MINI_SEEDS
+    if a.row == "rule2m":
+      c.learned_rule.hidden = MINI_MLP_HIDDEN
   if a.sweep and a.dataset == "omniglot":
     c.fewshot.validation_classes = VALIDATION_CLASSES
   sweep = None if c.estimator == "oml" else SWEEPS.get((c.learner, a.scale))

@@ -13,7 +13,7 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   issue 12; inner SGD at grad3's rate along the fixed random feedback's credit
   signal, feed-forward meta-learning rate 1e-4 as grad3), ``rule3`` / ``rule3r`` FLP (3)
   with a meta-learned generalised Hebbian rule per layer started from Oja's
-  coefficients / random ones, ``pfb3`` / ``pfb3h`` FLP (3) with plastic feedback
+  coefficients / random ones, ``rule3m`` with a small MLP rule per layer, ``pfb3`` / ``pfb3h`` FLP (3) with plastic feedback
   (output-only / also from the next plastic layer's activity; section 8.1, issue
   12), ``flp9`` FLP with all 9
   layers plastic (the authors' published example command; not a table row),
@@ -26,6 +26,8 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
   compared on held-out functions (B.1); not for oml3.
 * ``runs`` [1]: independent networks meta-trained together (``config.runs``).
 * ``plasticity_lr``: the plasticity meta-learning rate (the one a sweep chose).
+* ``both_orders`` [false]: the i.i.d. and continual columns together, ``runs``
+  networks of each in one program (``config.run_orders``; ``order`` is ignored).
 * ``init_ff_from`` / ``extend_from``: the workdir a run starts from (grad3, B.2;
   section71), as below.
 
@@ -89,11 +91,11 @@ records each in its results.
 from flpjax import config as config_lib
 
 ROWS = ("reuse1", "flp2", "flp3", "flp9", "grad3", "oml3", "dfa3", "fa3", "rule3", "rule3r",
-        "pfb3", "pfb3h", "section71", "quick")
+        "rule3m", "pfb3", "pfb3h", "section71", "quick")
 SCALES = ("paper", "reduced", "mini")
 CHOICES = dict(row=ROWS, order=("iid", "continual"), scale=SCALES)
 PLASTIC_LAYERS = dict(reuse1=1, flp2=2, flp3=3, flp9=9, grad3=3, oml3=3, dfa3=3, fa3=3,
-                      rule3=3, rule3r=3, pfb3=3, pfb3h=3, section71=3, quick=3)
+                      rule3=3, rule3r=3, rule3m=3, pfb3=3, pfb3h=3, section71=3, quick=3)
 
 #: Reduced scale (CPU-sized), every row; grad3 and oml3 keep their feed-forward
 #: meta-learning rate (1e-4) and section71 its frozen one (0).
@@ -112,6 +114,10 @@ MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout")}
 MINI_RATES = {"flp": {"meta.lr.alpha": 1e-6}}
 #: Independent networks per miniature cell (claims at 2 standard errors).
 MINI_SEEDS = 6
+#: The MLP rule's hidden width at the mini scale: its cost is linear in the width, and
+#: with the default 8 one meta-step of the 6 networks took 1.4 s on the dev CPU (94
+#: minutes for the cell; 40x the Hebbian rule's), with 2 it takes 0.36 s.
+MINI_MLP_HIDDEN = 2
 #: Plasticity meta-learning rates swept per network (B.1), by learner and scale.
 #: The gradient rows have no sweep: the gradient learner has no plasticity group
 #: (its inner SGD rate is fixed). Before learners declared their groups, the
@@ -143,10 +149,10 @@ def get_config(arg=None):
   elif a.row in ("dfa3", "fa3"):  # Figure 1's feedback-alignment learners (not table rows)
     c.learner = a.row[:-1]
     c.alignment.lr = 0.003  # grad3's inner rate
-  elif a.row in ("rule3", "rule3r"):  # section 8.1: a meta-learned local rule per layer
+  elif a.row in ("rule3", "rule3r", "rule3m"):  # section 8.1: a meta-learned local rule
     c.learner = "learned_rule"
-    c.learned_rule.rule = "hebbian"
-    c.learned_rule.init = "oja" if a.row == "rule3" else "random"
+    c.learned_rule.rule = "mlp" if a.row == "rule3m" else "hebbian"
+    c.learned_rule.init = {"rule3": "oja", "rule3r": "random", "rule3m": ""}[a.row]
   elif a.row in ("pfb3", "pfb3h"):  # section 8.1: plastic (and multi-layer) feedback
     c.learner = "plastic_feedback"
     c.plastic_feedback.hidden_feedback = a.row == "pfb3h"
@@ -172,6 +178,8 @@ def get_config(arg=None):
     if c.learner in ("gradient", "dfa", "fa"):
       c.meta.lr.ff = 1e-4
     c.runs = MINI_SEEDS
+    if a.row == "rule3m":
+      c.learned_rule.hidden = MINI_MLP_HIDDEN
   if a.row == "section71":
     c.meta.lr.ff = 0.0
   if a.row == "quick":

@@ -22,10 +22,39 @@ def evaluate_params(config, params, lifetimes: int | None = None, *,
   and ``eval.validation_seed`` instead of the meta-test classes.
   """
   if config.runs > 1:
-    per_run = [_evaluate_one(config, jax.tree.map(lambda a, r=r: a[r], params), lifetimes,
-                             validation) for r in range(config.runs)]
+    per_run = [_evaluate_one(run_config(config, r), jax.tree.map(lambda a, r=r: a[r], params),
+                             lifetimes, validation) for r in range(config.runs)]
+    if config.get("run_orders"):
+      for r, order in zip(per_run, config.run_orders):
+        r["order"] = order
     return aggregate(per_run)
   return _evaluate_one(config, params, lifetimes, validation)
+
+
+def run_config(config, r: int):
+  """The config of run ``r`` of a multi-run ``config`` alone: ``runs=1``, ``seed + r``,
+  its stream order (``run_orders[r]``) and its swept rate (``sweep.lrs[r]``); ``config``
+  itself when it has one run. Evaluating or exporting one network uses it."""
+  if config.runs == 1:
+    return config
+  one = config.copy_and_resolve_references()
+  one.runs, one.seed = 1, config.seed + r
+  if config.get("run_orders"):
+    one.order, one.run_orders = config.run_orders[r], ()
+  if config.sweep.lrs:
+    one.meta.lr[config.sweep.group], one.sweep.lrs = config.sweep.lrs[r], ()
+  return one
+
+
+def split_by_order(result: dict) -> dict[str, dict]:
+  """``{order: result}``: the results of a ``config.run_orders`` job (`evaluate_params`)
+  aggregated over the runs of each order, as if each order's runs were one job."""
+  orders = [r.get("order") for r in result["runs"]]
+  out = {}
+  for order in dict.fromkeys(orders):
+    runs = [r for r, o in zip(result["runs"], orders) if o == order]
+    out[order] = aggregate(runs) if len(runs) > 1 else dict(runs[0], runs=runs, n_runs=1)
+  return out
 
 
 def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:

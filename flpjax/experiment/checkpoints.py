@@ -154,14 +154,22 @@ def _leaf_name(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def export_params(workdir: str, path: str, step: int | None = None) -> str:
+def export_params(workdir: str, path: str, step: int | None = None,
+                  run: int | None = None) -> str:
   """Stores a run's meta-parameters (no optimizer state) as ``path.npz`` + ``path.json``.
 
   The pair is all `load_params_file` (and ``experiments/evaluate.py --params``)
   needs to evaluate the network without its workdir: float32 arrays, and the
-  config, step and source of the run.
+  config, step and source of the run. ``run``: only network ``run`` of a
+  multi-run workdir, with its single-run config (`aggregate.run_config`).
   """
+  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
   config, params, step = load_run(workdir, step=step)
+  if run is not None and config.runs > 1:
+    if not 0 <= run < config.runs:
+      raise ValueError(f"run={run}: expected 0 <= run < {config.runs} (the workdir's runs)")
+    params = jax.tree.map(lambda a: a[run], params)
+    config = aggregate.run_config(config, run)
   config = config.copy_and_resolve_references()
   config.fewshot.data_dir = ""  # where the data was is not part of the network
   flat = {_leaf_name(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
@@ -169,8 +177,10 @@ def export_params(workdir: str, path: str, step: int | None = None) -> str:
   np.savez_compressed(path + ".npz", **flat)
   source = os.path.relpath(workdir)  # relative to where it ran: the pair may be committed
   source = workdir if source.startswith("..") else source
-  metrics_lib.write_json(path + ".json", {"step": step, "source": source,
-                               "config": json.loads(config.to_json_best_effort())})
+  info = {"step": step, "source": source, "config": json.loads(config.to_json_best_effort())}
+  if run is not None:
+    info["run"] = run
+  metrics_lib.write_json(path + ".json", info)
   return path
 
 

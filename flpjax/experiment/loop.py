@@ -103,7 +103,7 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
   if runs == 1:
     meta_step = meta.make_meta_step(estimator, optimizer)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
-    meta_step = meta.make_runs_meta_step(estimator, optimizer)
+    meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes)
   keys = checkpoints.run_keys(config) if runs > 1 else jax.random.key(config.seed)
   failed = set()
   progress = Progress("meta-step", start, config.meta.steps)

@@ -121,7 +121,10 @@ def _sine_train(config, order: str | None = None) -> Task:
   """Meta-training draws from a fixed pool of ``sine.pool_size`` functions (``sine.pool_seed``)."""
   s = config.sine
   pool = sine.sample_functions(jax.random.key(s.pool_seed), s.pool_size) if s.pool_size else None
-  return sine.make_task(pool=pool, **_sine_kwargs(config, order))
+  kwargs = _sine_kwargs(config, order)
+  if config.get("run_orders") and order is None:  # one order per run (`Task.data_axes`)
+    kwargs["order"] = tuple(config.run_orders)
+  return sine.make_task(pool=pool, **kwargs)
 
 
 def _sine_test(config) -> Task:
@@ -184,7 +187,8 @@ def _fewshot_train_task(config) -> Task:
   if f.validation_classes:
     train_images = train_images[:-f.validation_classes]
   return fewshot.make_train_task(train_images, dataset=config.task, ways=f.ways, shots=f.shots,
-                                 queries=f.queries_per_class, order=config.order,
+                                 queries=f.queries_per_class,
+                                 order=tuple(config.get("run_orders", ())) or config.order,
                                  query_overlap=f.query_overlap)
 
 
@@ -586,6 +590,9 @@ def validate(config) -> None:
     _fail("learner", config.learner, f"one of {', '.join(map(repr, entry.learners))} with "
           f"estimator={config.estimator!r}")
   entry.validate(config)
+  if config.run_orders and config.estimator != "full":
+    _fail("run_orders", tuple(config.run_orders), f"() with estimator={config.estimator!r} "
+          "(one stream order per run needs estimator='full')")
   try:
     learner = make_learner(config)
   except ValueError as e:

@@ -149,6 +149,9 @@ def base_config() -> ml_collections.ConfigDict:
   # devices when there are several): run r uses seed + r. With sweep.lrs, run r
   # uses sweep.lrs[r] as the meta-learning rate of group sweep.group.
   c.runs = 1
+  # One stream order per run ('iid' / 'continual', len = runs; () = config.order for
+  # every run): the i.i.d. and continual cells of a row as one program (full estimator).
+  c.run_orders = ()
   c.sweep = ml_collections.ConfigDict(dict(group="alpha", lrs=()))
   c.checkpoint_every = 100
   c.keep_checkpoints = 3
@@ -227,7 +230,8 @@ def parse_arg(arg: str | None, choices: dict[str, Iterable[Any]] | None = None,
 #: Keys of the experiment protocol that every parameterised config file takes
 #: (`apply_run_args`): the plasticity sweep, the number of networks, the chosen
 #: plasticity meta-learning rate and the runs a network starts from.
-RUN_ARGS = dict(sweep=False, runs=int, plasticity_lr=float, init_ff_from="", extend_from="")
+RUN_ARGS = dict(sweep=False, runs=int, plasticity_lr=float, init_ff_from="", extend_from="",
+                both_orders=False)
 
 
 def plasticity_group(config) -> str:
@@ -246,7 +250,9 @@ def apply_run_args(config, args: types.SimpleNamespace, sweep_lrs: Iterable[floa
   (``None``: the row has no sweep). ``runs=N``: N independent networks.
   ``plasticity_lr=X``: that group's meta-learning rate (the one a sweep chose).
   ``init_ff_from=W`` (B.2) / ``extend_from=W`` (section 7.1): the run
-  whose meta-parameters this one starts from.
+  whose meta-parameters this one starts from. ``both_orders=true``: the i.i.d. and
+  the continual cell as one program, ``runs`` networks of each (``config.run_orders``:
+  runs 0..N-1 i.i.d., N..2N-1 continual; ``order`` is ignored).
   """
   if args.sweep:
     if not sweep_lrs:
@@ -261,6 +267,13 @@ def apply_run_args(config, args: types.SimpleNamespace, sweep_lrs: Iterable[floa
     config.runs = args.runs
   if args.plasticity_lr is not None:
     config.meta.lr[plasticity_group(config)] = args.plasticity_lr
+  if args.both_orders:
+    if args.sweep:
+      raise ConfigError("config arg both_orders=true: expected without sweep=true (each "
+                        "order's sweep chooses its own rate; run the two sweeps apart)")
+    config.run_orders = ("iid",) * config.runs + ("continual",) * config.runs
+    config.runs *= 2
+    config.order = "iid"
   if args.init_ff_from:
     config.init_ff_from = args.init_ff_from
   if args.extend_from:
@@ -351,6 +364,11 @@ def validate_common(config) -> None:
   _check_int(config, "eval.validation_seed", 0)
   _check_int(config, "runs", 1)
   _check_rates(config, "sweep.lrs")
+  orders = config.get("run_orders", ())
+  if orders and (not isinstance(orders, (tuple, list)) or len(orders) != config.runs
+                 or any(o not in ("iid", "continual") for o in orders)):
+    _fail("run_orders", orders, f"() or a tuple of config.runs={config.runs} orders, each "
+          "'iid' or 'continual'")
   if config.sweep.lrs and config.runs != len(config.sweep.lrs):
     _fail("runs", config.runs, f"len(sweep.lrs) = {len(config.sweep.lrs)} (one run per swept rate)")
   _check_bool(config, "eval.at_start")

@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from flpjax.lifetime import Episode
-from flpjax.tasks.base import Task
+from flpjax.tasks.base import ORDERS, Task, order_flags
 
 Order = Literal["iid", "continual"]
-ORDERS = ("iid", "continual")
 
 #: Per data set: (meta-train split, meta-test split, meta-validation split,
 #: test-time support pool size = first images of each class).
@@ -70,8 +69,10 @@ def _stream(key, images, classes, labels, support_idx, order: Order, dataset: st
   y = jnp.broadcast_to(labels[:, None], (ways, shots))
   x = x.reshape((ways * shots,) + x.shape[2:])
   y = y.reshape(ways * shots)
-  if order == "iid":
+  if not isinstance(order, str) or order == "iid":
     perm = jax.random.permutation(key, ways * shots)
+    if not isinstance(order, str):  # a traced flag (base.order_flags): True keeps class order
+      perm = jnp.where(order, jnp.arange(ways * shots), perm)
     x, y = x[perm], y[perm]
   return normalize(x, dataset)[:, None], y[:, None]          # (T, 1, H, W, C), (T, 1)
 
@@ -87,7 +88,8 @@ def sample_train_episode(
     images: uint8 ``(classes, images_per_class, H, W, C)``.
     dataset: ``'omniglot'`` or ``'mini_imagenet'`` (normalisation).
     ways, shots, queries: classes, support images and query images per class.
-    order: ``'iid'`` or ``'continual'``.
+    order: ``'iid'`` or ``'continual'``, or a boolean array (True: continual;
+      `flpjax.tasks.base.order_flags`) that selects the order at run time.
     query_overlap: draw the query independently of the support (may repeat).
 
   Returns:
@@ -132,16 +134,33 @@ def sample_test_episode(
   return Episode(xs, ys, xq, jnp.repeat(labels, held))
 
 
-def make_train_task(images, *, dataset: str, ways=5, shots=5, queries=5, order: Order = "iid",
-                    query_overlap=False) -> Task:
-  """Meta-training `Task` over ``images`` (its ``data``, kept uint8 on the device)."""
-  _check(images, dataset, ways, shots + (0 if query_overlap else queries), order)
+def make_train_task(images, *, dataset: str, ways=5, shots=5, queries=5,
+                    order: Order | tuple[Order, ...] = "iid", query_overlap=False) -> Task:
+  """Meta-training `Task` over ``images`` (its ``data``, kept uint8 on the device).
+
+  ``order`` a tuple (one order per run of `meta.make_runs_meta_step`): ``data`` is
+  ``(images, order_flags(order))`` with ``data_axes = (None, 0)``; the runs share the
+  images.
+  """
+  per_run = isinstance(order, (tuple, list))
+  _check(images, dataset, ways, shots + (0 if query_overlap else queries),
+         order[0] if per_run and order else order)
+  kwargs = dict(dataset=dataset, ways=ways, shots=shots, queries=queries,
+                query_overlap=query_overlap)
+  shape = tuple(images.shape[2:])
+  if per_run:
+    flags = order_flags(order)
+
+    def sample_per_run(key, data):
+      return sample_train_episode(key, data[0], order=data[1], **kwargs)
+
+    return Task(sample_per_run, (jnp.asarray(images), flags), "classification", shape, ways,
+                (None, 0))
 
   def sample(key, data):
-    return sample_train_episode(key, data, dataset=dataset, ways=ways, shots=shots,
-                                queries=queries, order=order, query_overlap=query_overlap)
+    return sample_train_episode(key, data, order=order, **kwargs)
 
-  return Task(sample, jnp.asarray(images), "classification", tuple(images.shape[2:]), ways)
+  return Task(sample, jnp.asarray(images), "classification", shape, ways)
 
 
 def make_test_task(images, *, dataset: str, ways=5, shots=5, support_pool=None,

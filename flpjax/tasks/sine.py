@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from flpjax.lifetime import Episode
-from flpjax.tasks.base import Task
+from flpjax.tasks.base import ORDERS, Task, order_flags
 
 Order = Literal["iid", "continual"]
-ORDERS = ("iid", "continual")
 
 
 class Pool(NamedTuple):
@@ -71,7 +70,9 @@ def sample_episode(
   Args:
     key: a typed PRNG key.
     pool: functions to draw from without replacement; ``None`` for fresh ones.
-    order: ``'iid'`` or ``'continual'``.
+    order: ``'iid'`` or ``'continual'``; or a boolean array (True: continual),
+      e.g. one element of `flpjax.tasks.base.order_flags` under `vmap`, which
+      selects the order at run time (the episode the named order gives for that key).
     mixed_batches: with ``order='iid'``, shuffle points rather than batches.
     n_functions, steps_per_function, batch_size, queries_per_function: sizes.
     x_range: range of the scalar input.
@@ -80,7 +81,7 @@ def sample_episode(
     An `Episode` with ``xs (T, B, F + 1)``, ``ys (T, B, 1)``, ``xq (F Q, F + 1)``,
     ``yq (F Q, 1)``, ``T = F * steps_per_function``.
   """
-  if order not in ORDERS:
+  if isinstance(order, str) and order not in ORDERS:
     raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
   k_fn, k_x, k_q, k_perm = jax.random.split(key, 4)
   f, s, b, q = n_functions, steps_per_function, batch_size, queries_per_function
@@ -99,13 +100,15 @@ def sample_episode(
 
   xs, ys = points(k_x, (f, s, b))                     # (F, S, B, F+1), (F, S, B, 1)
   xs, ys = xs.reshape(f * s, b, f + 1), ys.reshape(f * s, b, 1)
-  if order == "iid":
+  if not isinstance(order, str) or order == "iid":
+    n = f * s * b if mixed_batches else f * s
+    perm = jax.random.permutation(k_perm, n)
+    if not isinstance(order, str):  # traced: continual keeps the stream as it is
+      perm = jnp.where(order, jnp.arange(n), perm)
     if mixed_batches:
-      perm = jax.random.permutation(k_perm, f * s * b)
-      xs = xs.reshape(f * s * b, f + 1)[perm].reshape(f * s, b, f + 1)
-      ys = ys.reshape(f * s * b, 1)[perm].reshape(f * s, b, 1)
+      xs = xs.reshape(n, f + 1)[perm].reshape(f * s, b, f + 1)
+      ys = ys.reshape(n, 1)[perm].reshape(f * s, b, 1)
     else:
-      perm = jax.random.permutation(k_perm, f * s)
       xs, ys = xs[perm], ys[perm]
   xq, yq = points(k_q, (f, q))
   return Episode(xs, ys, xq.reshape(f * q, f + 1), yq.reshape(f * q, 1))
@@ -114,21 +117,34 @@ def sample_episode(
 def make_task(
     *,
     pool: Pool | None,
-    order: Order = "iid",
+    order: Order | tuple[Order, ...] = "iid",
     mixed_batches: bool = False,
     n_functions: int = 10,
     steps_per_function: int = 40,
     batch_size: int = 32,
     queries_per_function: int = 32,
 ) -> Task:
-  """The sine `Task`; its ``data`` is the pool (or None for fresh functions)."""
+  """The sine `Task`; its ``data`` is the pool (or None for fresh functions).
+
+  ``order`` a tuple (one order per run of `meta.make_runs_meta_step`): ``data`` is
+  ``(pool, order_flags(order))`` with ``data_axes = (None, 0)``, so that run ``r``
+  samples the lifetimes of ``order[r]`` while the runs share the pool.
+  """
+  kwargs = dict(mixed_batches=mixed_batches, n_functions=n_functions,
+                steps_per_function=steps_per_function, batch_size=batch_size,
+                queries_per_function=queries_per_function)
+  if isinstance(order, (tuple, list)):
+    flags = order_flags(order)
+
+    def sample_per_run(key, data):
+      pool_, continual = data
+      return sample_episode(key, pool_, order=continual, **kwargs)
+
+    return Task(sample_per_run, (pool, flags), "regression", (n_functions + 1,), 1, (None, 0))
   if order not in ORDERS:
     raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
 
   def sample(key, data):
-    return sample_episode(
-        key, data, order=order, mixed_batches=mixed_batches, n_functions=n_functions,
-        steps_per_function=steps_per_function, batch_size=batch_size,
-        queries_per_function=queries_per_function)
+    return sample_episode(key, data, order=order, **kwargs)
 
   return Task(sample, pool, "regression", (n_functions + 1,), 1)
