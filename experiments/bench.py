@@ -22,7 +22,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 from absl import app, flags
 

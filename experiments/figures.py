@@ -55,6 +55,7 @@ import matplotlib.ticker  # pylint: disable=g-import-not-at-top,wrong-import-pos
 from flpjax import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flpjax import config as config_lib
 from flpjax import lifetime, summary, train
+from flpjax.experiment.aggregate import below, over_networks
 from flpjax.tasks.base import metrics as task_metrics
 
 _FLP = flags.DEFINE_list("flp_workdirs", [], "Workdirs of FLP runs.")
@@ -235,19 +236,6 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
   return out
 
 
-def _over_networks(values) -> dict:
-  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
-  se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
-  return {"mean": float(v.mean()) if len(v) else None, "stderr": se, "networks": len(v)}
-
-
-def _verdict(a: dict, b: dict) -> str:
-  """'holds' when a's mean is below b's by more than 2 standard errors of the gap."""
-  if a["mean"] is None or b["mean"] is None or a["stderr"] is None or b["stderr"] is None:
-    return "undecided (fewer than 2 networks)"
-  return "holds" if b["mean"] - a["mean"] > 2 * math.hypot(a["stderr"], b["stderr"]) else "fails"
-
-
 def trends(results: dict[str, Any]) -> list[dict]:
   """Figure 2's claims, each decided at 2 standard errors over independently
   meta-trained networks (one value per network: its mean over lifetimes).
@@ -268,26 +256,26 @@ def trends(results: dict[str, Any]) -> list[dict]:
     a.setdefault(r["plastic_layers"], []).append(r["frozen_mean"])
   if len(a) >= 2:
     lo, hi = min(a), max(a)
-    fa, fb = _over_networks(a[lo]), _over_networks(a[hi])
+    fa, fb = over_networks(a[lo]), over_networks(a[hi])
     out.append({"panel": "A", "claim": f"frozen initial features with a fitted readout are "
                 f"worse for FLP ({hi}) than for FLP ({lo})", "fewer": fa, "more": fb,
-                "verdict": _verdict(fa, fb)})
+                "verdict": below(fa, fb)})
   by = lambda rows, kind: [r for r in rows if (r["learner"] == "flp") == (kind == "flp")]
-  b_flp = _over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "flp")
+  b_flp = over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "flp")
                           if r["plastic_layers"] > 1])
-  b_grad = _over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "grad")])
+  b_grad = over_networks([nanmean(r["interference"]) for r in by(results["fig2b"], "grad")])
   if b_flp["networks"] and b_grad["networks"]:
     out.append({"panel": "B", "claim": "FLP's interference is below the gradient-based "
-                "learner's", "flp": b_flp, "gradient": b_grad, "verdict": _verdict(b_flp, b_grad)})
+                "learner's", "flp": b_flp, "gradient": b_grad, "verdict": below(b_flp, b_grad)})
   cos = {}
   for r in results["fig2c"]:
     arr = _array(r["alignment"])
     for i, layer in enumerate(r["layers"]):
       cos.setdefault(layer, []).append(float(np.nanmean(arr[:, i])))
   if cos:
-    layers = {str(l): _over_networks(v) for l, v in cos.items()}
+    layers = {str(l): over_networks(v) for l, v in cos.items()}
     half = {"mean": 0.5, "stderr": 0.0}
-    verdicts = [_verdict(v, half) for v in layers.values()]
+    verdicts = [below(v, half) for v in layers.values()]
     out.append({"panel": "C", "claim": "FLP's updates are weakly aligned with the gradient "
                 "(every layer's mean cosine below 0.5)", "layers": layers,
                 "verdict": ("holds" if all(v == "holds" for v in verdicts)
@@ -302,13 +290,13 @@ def trends(results: dict[str, Any]) -> list[dict]:
     for (kind, m, layer), grads in d.items():
       if kind != "grad" or m != n or ("flp", n, layer) not in d:
         continue
-      flp_, grad_ = _over_networks(d[("flp", n, layer)]), _over_networks(grads)
+      flp_, grad_ = over_networks(d[("flp", n, layer)]), over_networks(grads)
       readout = layer == max(l for (k, mm, l) in d if k == "grad" and mm == n)
       claim = (f"FLP ({n})'s {'readout' if readout else f'layer {layer}'} updates are "
                f"{'smaller' if readout else 'larger'} than gradient-based ({n})'s")
       out.append({"panel": "D", "claim": claim, "layer": layer, "flp": flp_,
-                  "gradient": grad_, "verdict": (_verdict(flp_, grad_) if readout
-                                                 else _verdict(grad_, flp_))})
+                  "gradient": grad_, "verdict": (below(flp_, grad_) if readout
+                                                 else below(grad_, flp_))})
   return out
 
 

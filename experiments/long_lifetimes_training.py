@@ -28,21 +28,21 @@ Output: ``results/beyond/long_lifetimes_training.json`` (and RESULTS.md's
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
 
 import jax
-import numpy as np
 from absl import app, flags
 
 from flpjax import config as config_lib
 from flpjax import meta, summary, train
+from flpjax.experiment import aggregate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_PARTS = flags.DEFINE_list("parts", ["memory", "train"], "Which parts: memory, train.")
+_PARTS = flags.DEFINE_list("parts", ["memory", "train"], "Which parts: memory, train, claims "
+                           "(the train part's claims again from its stored rows).")
 _FACTOR = flags.DEFINE_integer("factor", 10, "Lifetime multiple k of the long lifetimes.",
                                lower_bound=2)
 _MEMORY_FACTORS = flags.DEFINE_list("memory_factors", ["1", "2", "5", "10", "20", "50"],
@@ -67,17 +67,12 @@ CONFIG = "experiments/configs/sine.py:row={row},order=continual,scale={scale}"
 
 
 def _config(row: str, scale: str = "mini", factor: int = 1, estimator: str = "full",
-            steps: int | None = None, apply_set: bool = True):
-  import ast  # pylint: disable=g-import-not-at-top
+            steps: int | None = None):
+  """The continual sine config of ``row`` at ``scale`` with ``--set``, on lifetimes of
+  ``factor`` x T steps, and T."""
   config = config_lib.load_file(os.path.join(REPO, CONFIG.format(row=row, scale=scale)))
-  if apply_set:
-    for item in _SET.value:
-      path, _, text = item.partition("=")
-      try:
-        value = ast.literal_eval(text)
-      except (ValueError, SyntaxError):
-        value = text
-      config_lib.set_field(config, path, value)
+  for path, value in config_lib.parse_set(_SET.value).items():
+    config_lib.set_field(config, path, value)
   t = config.sine.n_functions * config.sine.steps_per_function
   config.sine.steps_per_function *= factor
   if estimator == "truncated":
@@ -127,13 +122,6 @@ def memory_curve(factors: list[int], scales: list[str]) -> dict:
   return out
 
 
-def _stats(values) -> dict:
-  v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
-  return {"mean": float(v.mean()) if len(v) else None,
-          "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
-          "networks": int(len(v)), "diverged": int(len(values) - len(v))}
-
-
 def evaluate(workdir: str, lengths: dict[str, int]) -> dict:
   """Each network's meta-test MSE on lifetimes of each length (``{name: batches per
   function}``, the same functions and queries); NaN for a network with a diverged lifetime."""
@@ -147,14 +135,8 @@ def evaluate(workdir: str, lengths: dict[str, int]) -> dict:
     per_run = result["runs"] if c.runs > 1 else [result]
     values = [float(r["mse"]) if not r.get("nonfinite_lifetimes") else float("nan")
               for r in per_run]
-    out[name] = {"per_network": values, **_stats(values)}
+    out[name] = {"per_network": values, **aggregate.over_networks(values)}
   return out
-
-
-def _below(a: dict, b: dict) -> str:
-  if a["stderr"] is None or b["stderr"] is None:
-    return "undecided (fewer than 2 finite networks)"
-  return "holds" if b["mean"] - a["mean"] > 2 * math.hypot(a["stderr"], b["stderr"]) else "fails"
 
 
 def _long_runs(factor: int) -> list[tuple[str, str, str, float]]:
@@ -199,34 +181,42 @@ def train_part(factor: int) -> dict:
                  **({"wall_s": wall} if wall is not None else {}), **result})
     print(row, label, {k: v["mean"] for k, v in result.items() if isinstance(v, dict)},
           flush=True)
-  claims = []
+  return {"factor": factor, "lifetimes": _LIFETIMES.value, "rows": rows,
+          "claims": claims(rows, factor)}
+
+
+def claims(rows: list[dict], factor: int) -> list[dict]:
+  """The part's claims from its rows, each decided with `aggregate.below`."""
+  out = []
   by = {(r["row"], r["variant"]): r for r in rows}
+  long = f"{factor}T"
   for row in ROWS:
-    a = by.get((row, f"truncated backprop (window T) on {long}"))
-    b = by.get((row, "full backprop on T"))
-    c = by.get((row, f"full backprop on {long}"))
+    a = by[(row, f"truncated backprop (window T) on {long}")]
+    b = by[(row, "full backprop on T")]
+    c = by[(row, f"full backprop on {long}")]
     name = "FLP (3)" if row == "flp3" else "Gradient-based (3)"
-    claims.append({"claim": f"{name} meta-trained on {long} lifetimes with truncated "
-                            f"backprop (window T) is below {name} meta-trained on T, on "
-                            f"{long} lifetimes", "verdict": _below(a[long], b[long])})
-    claims.append({"claim": f"{name} meta-trained on {long} with truncated backprop is below "
-                            f"{name} meta-trained with full backprop on {long} for as many "
-                            f"lifetime steps, on {long} lifetimes",
-                   "verdict": _below(a[long], c[long])})
+    out.append({"claim": f"{name} meta-trained on {long} lifetimes with truncated "
+                         f"backprop (window T) is below {name} meta-trained on T, on "
+                         f"{long} lifetimes", "verdict": aggregate.below(a[long], b[long])})
+    out.append({"claim": f"{name} meta-trained on {long} with truncated backprop is below "
+                         f"{name} meta-trained with full backprop on {long} for as many "
+                         f"lifetime steps, on {long} lifetimes",
+                "verdict": aggregate.below(a[long], c[long])})
   for variant in dict.fromkeys(r["variant"] for r in rows):
     f, g = by[("flp3", variant)], by[("grad3", variant)]
-    claims.append({"claim": f"FLP (3) below gradient-based (3) on {long} lifetimes, both "
-                            f"meta-trained with {variant}", "verdict": _below(f[long], g[long])})
-  return {"factor": factor, "lifetimes": _LIFETIMES.value, "rows": rows, "claims": claims}
+    out.append({"claim": f"FLP (3) below gradient-based (3) on {long} lifetimes, both "
+                         f"meta-trained with {variant}",
+                "verdict": aggregate.below(f[long], g[long])})
+  return out
 
 
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
   summary.quiet_libraries()
-  bad = [p for p in _PARTS.value if p not in ("memory", "train")]
+  bad = [p for p in _PARTS.value if p not in ("memory", "train", "claims")]
   if bad:
-    sys.exit(f"error: --parts={','.join(bad)}: expected some of memory, train")
+    sys.exit(f"error: --parts={','.join(bad)}: expected some of memory, train, claims")
   bad = [s for s in _MEMORY_SCALES.value if s not in ("mini", "paper")]
   if bad:
     sys.exit(f"error: --memory_scales={','.join(bad)}: expected some of mini, paper")
@@ -241,14 +231,19 @@ def main(argv):
   if os.path.isfile(_OUTPUT.value):  # one part at a time keeps the other's results
     with open(_OUTPUT.value) as f:
       out = json.load(f)
-  out.update(device=summary.device_name(), command="python " + " ".join(
-      [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
+  if {"memory", "train"} & set(_PARTS.value):  # what produced the numbers
+    out.update(device=summary.device_name(), command="python " + " ".join(
+        [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
   try:
     if "memory" in _PARTS.value:
       out["memory"] = memory_curve(factors, _MEMORY_SCALES.value)
       summary.write_json(_OUTPUT.value, out)
     if "train" in _PARTS.value:
       out["train"] = train_part(_FACTOR.value)
+    elif "claims" in _PARTS.value:
+      if "train" not in out:
+        sys.exit(f"error: --parts=claims: {_OUTPUT.value} has no train part yet")
+      out["train"]["claims"] = claims(out["train"]["rows"], out["train"]["factor"])
   except (config_lib.ConfigError, train.WorkdirError) as e:
     sys.exit(f"error: {str(e).splitlines()[0]}")
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)

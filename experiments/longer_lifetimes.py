@@ -16,30 +16,20 @@ lifetime's length is set by its shots).
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 
-import jax
-import numpy as np
 from absl import app, flags
 
 from flpjax import config as config_lib
 from flpjax import summary, train
+from flpjax.experiment import aggregate
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs of meta-trained sine runs.")
 _FACTORS = flags.DEFINE_list("factors", ["1", "2", "5", "10"], "Lifetime multipliers k.")
 _LIFETIMES = flags.DEFINE_integer("lifetimes", 50, "Meta-test lifetimes per network.",
                                   lower_bound=2)
 _OUTPUT = flags.DEFINE_string("output", "results/beyond/longer_lifetimes.json", "Output JSON.")
-
-
-def _stats(values) -> dict:
-  v = np.asarray([x for x in values if math.isfinite(x)], np.float64)
-  return {"mean": float(v.mean()) if len(v) else None,
-          "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
-          "networks": int(len(v)), "diverged": int(len(values) - len(v))}
 
 
 def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
@@ -61,8 +51,8 @@ def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
                                  else float("nan") for r in per_run]
   first, last = out["per_factor"][str(factors[0])], out["per_factor"][str(factors[-1])]
   out["growth"] = [b - a for a, b in zip(first, last)]
-  out["summary"] = {k: _stats(v) for k, v in out["per_factor"].items()}
-  out["growth_summary"] = _stats(out["growth"])
+  out["summary"] = {k: aggregate.over_networks(v) for k, v in out["per_factor"].items()}
+  out["growth_summary"] = aggregate.over_networks(out["growth"])
   return out
 
 
@@ -93,13 +83,12 @@ def main(argv):
                None)
       if k is None:
         continue
-      growth = lambda r: _stats([v - u for u, v in zip(r["per_factor"][str(factors[0])],
+      growth = lambda r: aggregate.over_networks([v - u for u, v in zip(r["per_factor"][str(factors[0])],
                                                         r["per_factor"][str(k)])])
       ga, gb = growth(a), growth(b)
       if None in (ga["stderr"], gb["stderr"]):
         continue
-      verdict = ("holds" if gb["mean"] - ga["mean"] > 2 * math.hypot(ga["stderr"], gb["stderr"])
-                 else "fails")
+      verdict = aggregate.below(ga, gb)
       claims.append({"claim": f"{a['learner']} ({a['plastic_layers']})'s MSE grows less from T "
                               f"to {k}T than {b['learner']} ({b['plastic_layers']})'s",
                      "factor": k, "a": a["workdir"], "b": b["workdir"],

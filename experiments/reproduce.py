@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sys
 import time
@@ -163,17 +164,11 @@ _PARAMS = flags.DEFINE_string(
 
 def overrides() -> dict:
   """``--set`` as ``{path: value}`` (values as Python literals, else strings)."""
-  import ast  # pylint: disable=g-import-not-at-top
-  out = {}
-  for item in (_SET.value if flags.FLAGS.is_parsed() else []):
-    path, eq, text = item.partition("=")
-    if not eq:
-      sys.exit(f"error: --set={item}: expected path=value, e.g. --set=meta.steps=100")
-    try:
-      out[path.strip()] = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      out[path.strip()] = text
-  return out
+  from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  try:
+    return config_lib.parse_set(_SET.value if flags.FLAGS.is_parsed() else [])
+  except config_lib.ConfigError as e:
+    sys.exit(f"error: {e}")
 
 
 def load_config(string: str, apply_overrides: bool = True):
@@ -487,9 +482,10 @@ def _compare(ra: dict, rb: dict) -> tuple[str, float, float]:
   standard error (the cells' standard errors over independently meta-trained
   networks, combined).
   """
-  gap = rb["mean"] - ra["mean"]
-  se = ((ra.get("stderr") or 0) ** 2 + (rb.get("stderr") or 0) ** 2) ** 0.5
-  return ("holds" if gap > 2 * se else "fails"), gap, se
+  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
+  a, b = ({**r, "stderr": r.get("stderr") or 0.0} for r in (ra, rb))  # one network: its own
+  gap, se = b["mean"] - a["mean"], math.hypot(a["stderr"], b["stderr"])
+  return aggregate.below(a, b), gap, se
 
 
 def _comparable(ra: dict, rb: dict) -> tuple[str, float, float]:
@@ -835,14 +831,57 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
             f"{longer['factors']}, {longer['lifetimes']} lifetimes each; MSE mean (standard "
             "error over networks):", ""]
     for row in longer["rows"]:
-      cells_ = ", ".join(f"{k}T: {_fmt(v['mean'], 'mse')} ({_fmt(v['stderr'], 'mse')})"
-                         + (f", {v['diverged']} diverged" if v["diverged"] else "")
-                         for k, v in row["summary"].items())
+      cells_ = ", ".join(_mse_over_networks(f"{k}T", v) for k, v in row["summary"].items())
       out.append(f"* {row['learner']} ({row['plastic_layers']}), {row['order']}: {cells_}")
     out.append("")
     for c in longer["claims"]:
       out.append(f"* {c['claim']}: **{c['verdict']}**.")
     out.append("")
+  return out + long_training_lines(results_dir)
+
+
+def _mse_over_networks(name: str, stats: dict) -> str:
+  """``'10T: 0.67 (0.088), 2 diverged'`` from `aggregate.over_networks`' record."""
+  return (f"{name}: {_fmt(stats['mean'], 'mse')} ({_fmt(stats['stderr'], 'mse')})"
+          + (f", {stats['diverged']} diverged" if stats["diverged"] else ""))
+
+
+def long_training_lines(results_dir: str) -> list[str]:
+  """RESULTS.md's memory-against-lifetime table and the long-lifetime meta-training claims
+  (``experiments/long_lifetimes_training.py``)."""
+  data = _json(os.path.join(results_dir, "beyond", "long_lifetimes_training.json"))
+  if not data:
+    return []
+  out = ["### Meta-training on lifetimes longer than full backprop fits", "",
+         f"`{data['command']}` ({data['device']}).", ""]
+  if data.get("memory"):
+    out += ["Memory of one meta-step of FLP (3) (XLA's account of the compiled program: "
+            "temporaries, arguments and outputs), MB, against the lifetime k T:", "",
+            "| network | T | " + " | ".join(f"{r['factor']}T" for r in
+                                             next(iter(data["memory"].values()))) + " |",
+            "|---|---|" + "---|" * len(next(iter(data["memory"].values())))]
+    for scale, rows in data["memory"].items():
+      for estimator in ("full", "truncated"):
+        name = ("full backprop" if estimator == "full"
+                else "truncated backprop (window T)")
+        cells = [f"{r[estimator]['total'] / 2**20:.0f}"
+                 + (" (refused by the config check)" if r.get(f"{estimator}_refused") else "")
+                 for r in rows]
+        out.append(f"| {scale}, {name} | {rows[0]['T']} | " + " | ".join(cells) + " |")
+    out.append("")
+  train = data.get("train")
+  if train:
+    k = f"{train['factor']}T"
+    out += [f"Networks meta-trained on T-step lifetimes and on {k}-step ones (continual sine, "
+            f"mini scale, truncated backprop with a T-step window for 4,000 meta-steps, or full "
+            f"backprop for 400, the same number of lifetime steps), each evaluated on "
+            f"{train['lifetimes']} lifetimes of T and {k} steps; MSE mean (standard error "
+            "over networks):", ""]
+    for r in train["rows"]:
+      cells = ", ".join(_mse_over_networks(name, r[name]) for name in ("T", k))
+      out.append(f"* {ROW_NAMES[r['row']]}, {r['variant']}: {cells}")
+    out.append("")
+    out += [f"* {c['claim']}: **{c['verdict']}**." for c in train["claims"]] + [""]
   return out
 
 

@@ -12,4 +12,5 @@ from flpjax.experiment.registry import (ESTIMATORS, LEARNERS, TASKS, make_estima
                                         validate)
 from flpjax.experiment.schema import (MATMUL_PRECISIONS, RUN_ARGS, ConfigError,  # noqa: F401
                                       apply_run_args, base_config, load_file, migrate,
-                                      parse_arg, plasticity_group, set_field, with_defaults)
+                                      parse_arg, parse_set, plasticity_group, set_field,
+                                      with_defaults)

@@ -1,7 +1,9 @@
-"""A config's meta-test results: each run evaluated, then the mean and standard error across runs."""
+"""A config's meta-test results: each run evaluated, then the mean and standard error across
+runs; claims decided at 2 standard errors over independently meta-trained networks."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -103,3 +105,27 @@ def results_table(rows: list[tuple[str, dict]]) -> str:
 
 def scalars(result: dict) -> dict:
   return {k: v for k, v in result.items() if k not in ("per_lifetime", "runs", "sweep")}
+
+
+def over_networks(values) -> dict[str, Any]:
+  """Mean and standard error of one value per independently meta-trained network.
+
+  Non-finite values (a network whose meta-training or lifetimes diverged) and None
+  are left out of the mean and counted in ``diverged``; ``stderr`` is None with fewer
+  than 2 finite values.
+  """
+  finite = [float(x) for x in values if x is not None and math.isfinite(x)]
+  v = np.asarray(finite, np.float64)
+  return {"mean": float(v.mean()) if len(v) else None,
+          "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
+          "networks": len(finite), "diverged": len(list(values)) - len(finite)}
+
+
+def below(a: dict, b: dict) -> str:
+  """The claim "a's mean is below b's": ``'holds'`` when the gap exceeds 2 standard
+  errors of the gap (``hypot`` of the two standard errors), else ``'fails'``; also
+  ``'fails'`` (with the reason) when a side has fewer than 2 finite networks, since
+  the claim cannot be shown at 2 standard errors over networks."""
+  if None in (a.get("mean"), b.get("mean"), a.get("stderr"), b.get("stderr")):
+    return "fails (fewer than 2 finite networks on a side: not shown at 2 standard errors)"
+  return "holds" if b["mean"] - a["mean"] > 2 * math.hypot(a["stderr"], b["stderr"]) else "fails"

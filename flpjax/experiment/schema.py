@@ -280,6 +280,23 @@ def apply_run_args(config, args: types.SimpleNamespace, sweep_lrs: Iterable[floa
     config.extend_from = args.extend_from
 
 
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+  """``['path=value', ...]`` (a binary's ``--set`` flags) as ``{path: value}``: values are
+  Python literals where they parse (``(8,8)``, ``1e-6``, ``True``), else strings.
+  Raises `ConfigError` for an item without ``=``."""
+  import ast  # pylint: disable=g-import-not-at-top
+  out = {}
+  for item in items:
+    path, eq, text = item.partition("=")
+    if not eq or not path.strip():
+      raise ConfigError(f"--set={item}: expected path=value, e.g. --set=meta.steps=100")
+    try:
+      out[path.strip()] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[path.strip()] = text
+  return out
+
+
 def set_field(config, path: str, value: Any) -> None:
   """Sets the field ``'a.b.c'`` of ``config`` (as ``--config.a.b.c=value`` would)."""
   node = config
