@@ -66,8 +66,7 @@ ROWS = ("flp3", "grad3")
 CONFIG = "experiments/configs/sine.py:row={row},order=continual,scale={scale}"
 
 
-def _config(row: str, scale: str = "mini", factor: int = 1, estimator: str = "full",
-            steps: int | None = None):
+def _config(row: str, scale: str = "mini", factor: int = 1, estimator: str = "full"):
   """The continual sine config of ``row`` at ``scale`` with ``--set``, on lifetimes of
   ``factor`` x T steps, and T."""
   config = config_lib.load_file(os.path.join(REPO, CONFIG.format(row=row, scale=scale)))
@@ -78,8 +77,6 @@ def _config(row: str, scale: str = "mini", factor: int = 1, estimator: str = "fu
   if estimator == "truncated":
     config.estimator = "truncated"
     config.truncated.window = t
-  if steps is not None:
-    config.meta.steps = steps
   return config, t
 
 
@@ -131,10 +128,7 @@ def evaluate(workdir: str, lengths: dict[str, int]) -> dict:
     c = config.copy_and_resolve_references()
     c.sine.steps_per_function = per_function
     c.eval.lifetimes = _LIFETIMES.value
-    result = train.evaluate_params(c, params)
-    per_run = result["runs"] if c.runs > 1 else [result]
-    values = [float(r["mse"]) if not r.get("nonfinite_lifetimes") else float("nan")
-              for r in per_run]
+    values = aggregate.per_network(train.evaluate_params(c, params))
     out[name] = {"per_network": values, **aggregate.over_networks(values)}
   return out
 

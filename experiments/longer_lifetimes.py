@@ -37,7 +37,6 @@ def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
   config, params, step = train.load_run(workdir)
   if config.task != "sine":
     raise config_lib.ConfigError(f"{workdir}: config.task={config.task!r}; expected 'sine'")
-  runs = config.runs
   out = {"workdir": workdir, "learner": config.learner, "plastic_layers": config.plastic_layers,
          "order": config.order, "meta_steps": step, "T": config.sine.n_functions
          * config.sine.steps_per_function, "per_factor": {}}
@@ -45,10 +44,7 @@ def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
     c = config.copy_and_resolve_references()
     c.sine.steps_per_function = config.sine.steps_per_function * k
     c.eval.lifetimes = lifetimes
-    result = train.evaluate_params(c, params)
-    per_run = result["runs"] if runs > 1 else [result]
-    out["per_factor"][str(k)] = [float(r["mse"]) if not r.get("nonfinite_lifetimes")
-                                 else float("nan") for r in per_run]
+    out["per_factor"][str(k)] = aggregate.per_network(train.evaluate_params(c, params))
   first, last = out["per_factor"][str(factors[0])], out["per_factor"][str(factors[-1])]
   out["growth"] = [b - a for a, b in zip(first, last)]
   out["summary"] = {k: aggregate.over_networks(v) for k, v in out["per_factor"].items()}

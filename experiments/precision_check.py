@@ -15,9 +15,9 @@ default) is ever used for a table cell, it is checked against float32 twice:
    precision "agrees within seed noise" when its mean over networks differs from
    float32's by less than 2 standard errors of the difference (networks paired).
 
-On a CPU every precision runs as float32 (XLA:CPU has no TF32 or bfloat16
-matmul passes), so the check reads 0; it is meant for GPUs (``gpu_cells.sh``'s
-machine). Output: one JSON file.
+The precisions are a GPU's (TF32, bfloat16 passes); it is meant for GPUs
+(``gpu_cells.sh``'s machine) and runs on a CPU too (where the tests run it).
+Output: one JSON file.
 """
 
 from __future__ import annotations

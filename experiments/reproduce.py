@@ -1033,8 +1033,8 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
 #: The share of the budget the timed estimates may fill (the rest: data loading, saving
 #: checkpoints, the evaluation's own compilation, noise).
 BUDGET_SHARE = 0.85
-#: A meta-test lifetime of one network costs about this fraction of a meta-step (no
-#: backward pass through the lifetime; measured on the dev CPU: 0.3-0.4).
+#: A meta-test lifetime of one network is costed at this fraction of a meta-step (no
+#: backward pass through the lifetime): an assumption of the estimate, not a measurement.
 EVAL_STEP_FRACTION = 0.5
 
 
@@ -1060,8 +1060,9 @@ def cell_estimate(table: str, row: str, column: str, seeds: int | None, data_dir
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top
   from flpjax.experiment import timing  # pylint: disable=g-import-not-at-top
   paired = len(cell_columns(table, column)) > 1
-  config = _data_dir(load_config(config_string(table, row, column.split("+")[0], "paper",
-                                               runs=seeds, both_orders=paired)), data_dir)
+  config = _data_dir(load_config(config_string(table, row, cell_columns(table, column)[0],
+                                               "paper", runs=seeds, both_orders=paired)),
+                     data_dir)
   config_lib.validate(config)
   timed = timing.time_meta_step(config, steps=2, warmup=1)
   train_s = config.meta.steps * timed["s_per_step"]
@@ -1111,13 +1112,11 @@ def budget_job(plan, budget_s: float | None, seeds: int | None, root: str, resul
   for (table, row, column), e in zip(plan, estimates):
     print(f"[budget] training {e['cell']} ({e['networks']} networks, about "
           f"{e['estimate_s']:.0f} s; {time.time() - t0:.0f} s spent)", flush=True)
-    done = store_cells(results_dir, run_cell(table, row, column, scale="paper", seeds=seeds,
-                                             sweep=False, root=root, data_dir=data_dir,
-                                             export_dir=export_dir))
-    for record in done:
+    done = run_cell(table, row, column, scale="paper", seeds=seeds, sweep=False, root=root,
+                    data_dir=data_dir, export_dir=export_dir)
+    for record in done.values():
       record["estimate_s"] = e["estimate_s"]
-    store_cells(results_dir, {r["column"]: r for r in done})
-    records += done
+    records += store_cells(results_dir, done)
   return records
 
 

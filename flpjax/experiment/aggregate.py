@@ -107,6 +107,13 @@ def scalars(result: dict) -> dict:
   return {k: v for k, v in result.items() if k not in ("per_lifetime", "runs", "sweep")}
 
 
+def per_network(result: dict, metric: str = "mse") -> list[float]:
+  """Each network's mean ``metric`` from `evaluate_params`' result (one run or several),
+  NaN for a network with any diverged (non-finite) lifetime: `over_networks`' input."""
+  runs = result.get("runs", [result])
+  return [float(r[metric]) if not r.get("nonfinite_lifetimes") else float("nan") for r in runs]
+
+
 def over_networks(values) -> dict[str, Any]:
   """Mean and standard error of one value per independently meta-trained network.
 
