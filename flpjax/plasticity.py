@@ -2,7 +2,7 @@
 
 Each rule sees only quantities local to a synapse: its weight, the activity of
 its pre- and post-synaptic neurons, and its own plasticity coefficient.
-Updates are **summed** over the batch, as in the reference code (REFERENCE.md
+Updates are **summed** over the batch, as in the reference code (docs/fidelity.md
 2.5): for a batch of ``B`` examples
 
   oja:  w' = w + alpha * (post.T @ pre - diag(sum_b post[b]**2) @ w)
@@ -27,24 +27,61 @@ import jax.numpy as jnp
 Rule = Callable[[jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def oja(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
-  """Oja's rule, batch-summed, per-synapse ``alpha`` (REFERENCE.md 2.5)."""
+def oja_increment(w: jax.Array, pre: jax.Array, post: jax.Array,
+                  alpha: jax.Array) -> jax.Array:
+  """Oja's change ``alpha * (post.T @ pre - diag(sum_b post**2) @ w)``, ``(out, in)``."""
   decay = jnp.sum(post * post, axis=0)[:, None]
-  return w + alpha * (post.T @ pre - decay * w)
+  return alpha * (post.T @ pre - decay * w)
+
+
+def hebb_increment(w: jax.Array, pre: jax.Array, post: jax.Array,
+                   alpha: jax.Array) -> jax.Array:
+  """Hebb's change ``alpha * post.T @ pre``, ``(out, in)`` (``w`` only for its signature)."""
+  del w
+  return alpha * (post.T @ pre)
+
+
+def oja(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
+  """Oja's rule, batch-summed, per-synapse ``alpha`` (docs/fidelity.md 2.5)."""
+  return w + oja_increment(w, pre, post, alpha)
 
 
 def hebb(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
   """Hebb's rule ``w + alpha * post.T @ pre``, batch-summed."""
-  return w + alpha * (post.T @ pre)
+  return w + hebb_increment(w, pre, post, alpha)
 
 
-RULES: dict[str, Rule] = {"oja": oja, "hebb": hebb}
+def oja_stable_increment(w: jax.Array, pre: jax.Array, post: jax.Array,
+                         alpha: jax.Array) -> jax.Array:
+  """Oja's change with its decay factor bounded: ``alpha post.T @ pre - min(alpha D, 1) w``.
+
+  ``D = diag(sum_b post**2)``. Where ``alpha D <= 1`` this is Oja's rule; beyond,
+  the decay term removes at most the whole weight in one step instead of
+  flipping its sign (Oja's rule oscillates and explodes once ``alpha D > 2``).
+  A sign-free stabiliser: it bounds the step whatever the sign of ``alpha``.
+  """
+  decay = jnp.sum(post * post, axis=0)[:, None]
+  return alpha * (post.T @ pre) - jnp.clip(alpha * decay, -1.0, 1.0) * w
 
 
-def get_rule(name: str) -> Rule:
-  """The rule called ``name``; raises ValueError listing the known rules."""
+def oja_stable(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
+  """`oja_stable_increment` applied: Oja's rule with its decay factor bounded by 1."""
+  return w + oja_stable_increment(w, pre, post, alpha)
+
+
+RULES: dict[str, Rule] = {"oja": oja, "hebb": hebb, "oja_stable": oja_stable}
+#: The same rules as changes, ``w' - w`` (computed without forming ``w'``).
+INCREMENTS: dict[str, Rule] = {"oja": oja_increment, "hebb": hebb_increment,
+                               "oja_stable": oja_stable_increment}
+
+
+def get_rule(name: str, *, increment: bool = False) -> Rule:
+  """The rule called ``name`` (its change ``w' - w`` with ``increment=True``).
+
+  Raises ValueError listing the known rules.
+  """
   try:
-    return RULES[name]
+    return (INCREMENTS if increment else RULES)[name]
   except KeyError:
     raise ValueError(
         f"unknown plasticity rule {name!r}; expected one of {sorted(RULES)}") from None

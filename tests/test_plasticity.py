@@ -55,5 +55,26 @@ def test_oja_fixed_point_is_normalised():
 
 
 def test_unknown_rule():
-  with pytest.raises(ValueError, match=r"unknown plasticity rule 'bcm'; expected one of \['hebb', 'oja'\]"):
+  with pytest.raises(ValueError, match=r"unknown plasticity rule 'bcm'; expected one of \['hebb', 'oja', 'oja_stable'\]"):
     plasticity.get_rule("bcm")
+
+
+def test_oja_stable_is_oja_below_the_bound_and_bounds_the_decay_above():
+  rng = np.random.default_rng(3)
+  w = rng.normal(size=(4, 3))
+  pre, post = rng.normal(size=(2, 3)), rng.normal(size=(2, 4))
+  small = np.full((4, 3), 1e-3)  # alpha * sum_b post^2 < 1 everywhere
+  with jax.enable_x64(True):
+    np.testing.assert_allclose(plasticity.oja_stable(w, pre, post, small),
+                               plasticity.oja(w, pre, post, small), rtol=1e-12)
+    big = np.full((4, 3), 10.0)  # alpha D > 2: Oja flips and grows the weights
+    got = np.asarray(plasticity.oja_stable(w, pre, post, big))
+    decay = (post ** 2).sum(0)[:, None]
+    want = w + big * (post.T @ pre) - np.minimum(big * decay, 1.0) * w  # loop-free reference
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    full = (big * decay >= 1.0)[:, 0]  # there the decay removes w exactly, no sign flip
+    assert full.any()
+    np.testing.assert_allclose(got[full], (big * (post.T @ pre))[full], rtol=1e-12)
+    np.testing.assert_allclose(
+        plasticity.get_rule("oja_stable", increment=True)(w, pre, post, big), got - w,
+        rtol=1e-12, atol=1e-12)

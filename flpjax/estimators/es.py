@@ -27,10 +27,11 @@ the loss's constant part), so the mean squared error falls like ``1 / P``
 and the cosine with the true gradient is about ``1 / sqrt(1 + d / P)``: many
 pairs are needed for large networks. ``antithetic=False`` uses ``P``
 one-sided differences against the unperturbed loss (same cost per pair, half
-the evaluations, ``O(sigma)`` bias). Frozen meta-parameters (learning rate 0)
-are perturbed and get an estimate too; the optimizer zeroes it (perturbing
-them adds variance: a frozen group should be small, or excluded by the
-caller).
+the evaluations, ``O(sigma)`` bias). Frozen groups (``frozen``: the groups
+whose meta-learning rate is 0; `flpjax.experiment` passes them) are not
+perturbed: perturbing them would only add variance, and would make a learner
+whose "off" groups are frozen (e.g. plastic feedback at rate 0) differ from the
+learner it reduces to.
 
 `make_pes` (persistent ES, Vicol et al. 2021; learned_optimization's
 ``TruncatedPES``): ES over ``window``-step windows of a lifetime (as
@@ -46,9 +47,9 @@ loss through the *whole* lifetime so far, unlike truncated backprop, at the
 price of a variance growing with the number of windows elapsed. With
 ``window == T`` it is `make`.
 
-Keys: ``eps_i`` is one draw ``normal(fold_in(fold_in(key, NOISE_TAG), i), (d,))``
-for the meta-step's ``key``, cut into the leaves in `jax.flatten_util.ravel_pytree`
-order; population sizes are nested (the first ``P`` perturbations of a larger
+Keys: the leaf at tree path ``p`` of ``eps_i`` is drawn from
+``fold_in(fold_in(fold_in(key, NOISE_TAG), i), crc32(p))`` for the meta-step's
+``key``, so a leaf's noise does not depend on the other leaves; population sizes are nested (the first ``P`` perturbations of a larger
 population are those of a smaller one), and PES's window ``w`` draws from its
 own meta-step's key.
 
@@ -59,14 +60,15 @@ Example:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from flpjax import lifetime
 from flpjax.estimators import base, truncated
+from flpjax.learners import base as learner_base
 from flpjax.learners.base import Learner
 from flpjax.types import FastState, Params, Task, loss_fn
 
@@ -74,22 +76,42 @@ from flpjax.types import FastState, Params, Task, loss_fn
 NOISE_TAG = 1
 
 
-def perturbation(params: Params, key: jax.Array, i: jax.Array) -> Params:
+def _leaf_tag(path) -> int:
+  """A stable 31-bit tag of a leaf's path in the tree (its noise stream's ``fold_in``)."""
+  return zlib.crc32(jax.tree_util.keystr(path).encode()) & 0x7FFFFFFF
+
+
+def perturbation(params: Params, key: jax.Array, i: jax.Array, frozen: Any = None) -> Params:
   """``eps_i ~ N(0, I)``, the structure and shapes of ``params``.
 
-  One Gaussian draw of all ``d`` meta-parameters (`jax.flatten_util.ravel_pytree`
-  order, their common dtype), cut into the leaves.
+  Every leaf draws its own noise from ``fold_in(fold_in(key, i), tag)``, with
+  ``tag`` a hash of the leaf's path in the tree: a leaf gets the same noise
+  whatever other leaves the tree holds (two learners that share meta-parameters
+  get the same perturbations of them).
 
   Args:
     params: meta-parameters (floating leaves).
     key: the noise key of the meta-step (``fold_in(key, NOISE_TAG)``).
     i: the perturbation's index, int scalar (may be traced).
+    frozen: None, or a pytree of bools like ``params``: True leaves are not
+      perturbed (zero noise).
 
   Returns:
     A pytree like ``params``.
   """
-  flat, unravel = ravel_pytree(params)
-  return unravel(jax.random.normal(jax.random.fold_in(key, i), flat.shape, flat.dtype))
+  k = jax.random.fold_in(key, i)
+  frozen = jax.tree.map(lambda _: False, params) if frozen is None else frozen
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p, f: (jnp.zeros_like(p) if f else
+                          jax.random.normal(jax.random.fold_in(k, _leaf_tag(path)),
+                                            jnp.shape(p), jnp.result_type(p))),
+      params, frozen)
+
+
+def frozen_leaves(learner: Learner, params: Params, groups: Any) -> Any:
+  """A pytree of bools like ``params``: True where the leaf's group is in ``groups``."""
+  groups = frozenset(groups)
+  return jax.tree.map(lambda label: label in groups, learner_base.param_labels(params, learner))
 
 
 def _perturbed(params: Params, eps: Params, scales: jax.Array) -> Params:
@@ -122,7 +144,8 @@ def _check(population: int, sigma: float, meta_batch: int) -> None:
 
 
 def make(learner: Learner, task: Task, *, population: int, sigma: float, meta_batch: int = 1,
-         antithetic: bool = True, chunk: int | None = None) -> base.Estimator:
+         antithetic: bool = True, chunk: int | None = None,
+         frozen: tuple[str, ...] = ()) -> base.Estimator:
   """Antithetic evolution strategies on the meta-parameters (see the module docstring).
 
   Args:
@@ -140,6 +163,8 @@ def make(learner: Learner, task: Task, *, population: int, sigma: float, meta_ba
       ``P / chunk`` chunks; default all ``P``. Bounds memory at ``chunk``
       perturbations of the meta-parameters and ``(2 chunk + 1) meta_batch``
       lifetimes.
+    frozen: parameter groups (labels) that are not perturbed and get a zero
+      estimate: the groups the optimizer does not train (meta-learning rate 0).
 
   Returns:
     A stateless `Estimator`; metrics ``'loss'`` (``L(theta)`` on the same
@@ -175,12 +200,13 @@ def make(learner: Learner, task: Task, *, population: int, sigma: float, meta_ba
     key = truncated.as_typed_key(key)
     noise = jax.random.fold_in(key, NOISE_TAG)
     signs = (1.0, -1.0) if antithetic else (1.0,)
+    mask = frozen_leaves(learner, params, frozen)
     episodes, k_init = lifetimes(key, data)
     evaluate = jax.vmap(loss, (0, None, None))
 
     def body(acc, idx):
       # One vmapped evaluation of theta, theta + sigma eps_i (and theta - sigma eps_i).
-      eps = jax.vmap(lambda i: perturbation(params, noise, i))(idx)
+      eps = jax.vmap(lambda i: perturbation(params, noise, i, mask))(idx)
       stacked, scales = _with_zero(eps, chunk, signs)
       losses = evaluate(_perturbed(params, stacked, sigma * scales), episodes, k_init)
       value, up = losses[0], losses[1:chunk + 1]
@@ -220,7 +246,7 @@ class PESState(NamedTuple):
 
 
 def make_pes(learner: Learner, task: Task, *, window: int, population: int, sigma: float,
-             meta_batch: int = 1) -> base.Estimator:
+             meta_batch: int = 1, frozen: tuple[str, ...] = ()) -> base.Estimator:
   """Persistent evolution strategies over ``window``-step windows (see the module docstring).
 
   Windows, lifetimes and keys are those of `truncated.make`; the perturbations
@@ -237,6 +263,7 @@ def make_pes(learner: Learner, task: Task, *, window: int, population: int, sigm
     population: ``P``, antithetic pairs of particles.
     sigma: the perturbations' standard deviation.
     meta_batch: independent lifetimes per meta-step (every particle runs all).
+    frozen: parameter groups that are not perturbed (as `make`).
 
   Returns:
     An `Estimator` whose state is a `PESState` (memory: ``P`` copies of the
@@ -272,7 +299,8 @@ def make_pes(learner: Learner, task: Task, *, window: int, population: int, sigm
     keys, key_data, start, restart = truncated.advance(
         truncated.State(state.key, state.position, state.fast), key, steps, meta_batch)
     noise = jax.random.fold_in(key, NOISE_TAG)
-    eps = jax.vmap(lambda i: perturbation(params, noise, i))(
+    mask = frozen_leaves(learner, params, frozen)
+    eps = jax.vmap(lambda i: perturbation(params, noise, i, mask))(
         jnp.arange(population, dtype=jnp.int32))
     accum = jax.tree.map(lambda a, e: jnp.where(restart, e, a + e), state.accum, eps)
     # One vmapped window of the 2 P + 1 trajectories: theta, theta + sigma eps, theta - sigma eps.

@@ -15,7 +15,11 @@ the meta-parameters shaped the fast state before the window (the dependence
 through earlier steps, e.g. of a plasticity rate through the whole
 lifetime): the estimate is *biased* towards short-horizon effects, the more
 so the smaller ``window``. Consecutive meta-steps see correlated windows of
-the same lifetime. ``window == T`` is the full estimator (`full.make`), exactly.
+the same lifetime. ``window == T`` is the full estimator (`full.make`): the
+same operations, bit for bit on CPU for the settings tests/test_estimators.py
+checks (FLP, one lifetime per meta-step; the gradient learner, two); in other
+settings (e.g. ``remat='none'`` with several lifetimes per meta-step) XLA may
+order a sum differently, and the two agree to rounding (one or two ulp).
 Unbiased alternatives without reverse-mode memory: `es` (ES, and PES over
 windows).
 

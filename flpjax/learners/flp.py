@@ -1,4 +1,4 @@
-"""FLP: feedback and local plasticity (the paper's learner; REFERENCE.md 2 and 3).
+"""FLP: feedback and local plasticity (the paper's learner; docs/fidelity.md 2 and 3).
 
 Meta-parameter groups (`Learner.groups`):
 
@@ -14,7 +14,7 @@ Fast state: ``{layer: {'w': (out, in)}}`` (biases are not plastic).
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,57 @@ ALPHA_READOUT = Group("alpha_readout", 1e-8, "per-synapse plasticity of the read
 BETA = Group("beta", 1e-4, "feedback strength of every fed plastic layer")
 
 
+#: ``feedback(k, i, hs) -> {'B': (out, m), 'c': (out,)}``: the feedback of fed layer ``k``
+#: (``i``: its index among the plastic layers; ``hs``: `base.plastic_forward`'s activities).
+FeedbackFn = Callable[[str, int, list], dict]
+
+
+def make_activities(
+    layers: Sequence[nets.Layer],
+    plastic: Sequence[int],
+    fed: Sequence[int],
+    *,
+    output: fb_lib.Output,
+    signal: fb_lib.Signal,
+    presynaptic: Literal["pre", "post"],
+    clip_beta: bool,
+) -> Callable[..., tuple[jax.Array, list]]:
+  """FLP's pre- and post-synaptic activities of one step: the part every FLP variant shares.
+
+  Returns ``activities(params, fast, example, feedback=None) -> (s, acts)``:
+  ``s (B, m)`` is the feedback signal and ``acts`` a list of ``(layer, pre (B, in),
+  post (B, out))`` over the plastic layers, bottom up. ``post`` is
+  ``beta f + (1 - beta) h`` with ``f = ReLU(s B^T + c)`` for a fed layer, the
+  (one-hot) target for a clamped readout. ``feedback`` (a `FeedbackFn`) supplies
+  each fed layer's ``B`` and ``c``; by default ``params['fb'][layer]``. `flp`,
+  `rules.learned_rule` and `plastic_feedback` differ only in what they do with
+  these activities (and, for the last, in ``feedback``).
+  """
+  layers, plastic = tuple(layers), tuple(plastic)
+  width = layers[-1].features
+
+  def activities(params: Params, fast: FastState, example: Example,
+                 feedback: FeedbackFn | None = None) -> tuple[jax.Array, list]:
+    h, y = example
+    hs = base.plastic_forward(layers, plastic, params, fast, h)
+    target = fb_lib.encode_target(y, output, width)
+    s = fb_lib.signal(target, hs[-1], signal, output)
+    acts, posts = [], {}
+    for i, l in enumerate(plastic):
+      k = str(l)
+      if l in fed:
+        fb = params["fb"][k] if feedback is None else feedback(k, i, hs)
+        post = fb_lib.mix(hs[i + 1], fb_lib.project(fb, s), params["beta"][k], clip_beta)
+      else:
+        post = target
+      posts[l] = post
+      pre = posts[l - 1] if presynaptic == "post" and (l - 1) in posts else hs[i]
+      acts.append((l, pre, post))
+    return s, acts
+
+  return activities
+
+
 def flp(
     layers: Sequence[nets.Layer],
     input_shape: Sequence[int],
@@ -46,8 +97,10 @@ def flp(
     clamp_readout: bool = False,
     init_alpha: float = 0.0,
     init_beta: float = 0.5,
+    positive_readout_feedback: bool = False,
+    init_alpha_readout: float | None = None,
 ) -> Learner:
-  """Feedback and local plasticity (REFERENCE.md 2 and 3).
+  """Feedback and local plasticity (docs/fidelity.md 2 and 3).
 
   One step on a batch ``(h, y)``: forward through the plastic layers with the
   current fast weights; the signal (error or target) is projected to every
@@ -76,6 +129,16 @@ def flp(
       On for classification in the reference, off for regression.
     init_alpha: initial plasticity of every synapse (paper: 0).
     init_beta: initial feedback strength (paper: 0.5 regression, 1.0 classification).
+    init_alpha_readout: initial plasticity of the readout's synapses (None:
+      ``init_alpha``), e.g. a readout that can learn from the first meta-step
+      while the other layers start at the paper's 0.
+    positive_readout_feedback: initialise a fed (unclamped) readout's feedback
+      weights at ``|B|``. With error feedback, ``ReLU(B e + c)`` then rises
+      where the target is above the output, so Oja's rule moves the readout
+      towards the target; a negative initial ``B`` moves it away, and
+      meta-training must first carry ``B`` through 0 (a seed-dependent trap
+      measured in BUILD_NOTES "The CPU miniature in the paper's regime"). Off:
+      the reference's kaiming-normal ``B`` of either sign.
 
   Returns:
     The `Learner`.
@@ -98,13 +161,17 @@ def flp(
     for l, k in zip(fed, jax.random.split(k_fb, max(len(fed), 1))):
       # kaiming normal with fan_in = m (the signal's width), as the reference.
       std = math.sqrt(2.0 / width)
-      fb[str(l)] = {"B": std * jax.random.normal(k, (layers[l].features, width)),
-                    "c": jnp.zeros((layers[l].features,))}
+      b = std * jax.random.normal(k, (layers[l].features, width))
+      if positive_readout_feedback and l == readout:
+        b = jnp.abs(b)
+      fb[str(l)] = {"B": b, "c": jnp.zeros((layers[l].features,))}
     return {
         "ff": nets.init(k_ff, layers, input_shape),
         "fb": fb,
-        "alpha": {str(l): jnp.full((layers[l].features, in_dims[l]), init_alpha, jnp.float32)
-                  for l in plastic},
+        "alpha": {str(l): jnp.full(
+            (layers[l].features, in_dims[l]),
+            init_alpha if l != readout or init_alpha_readout is None else init_alpha_readout,
+            jnp.float32) for l in plastic},
         "beta": {str(l): jnp.asarray(init_beta, jnp.float32) for l in fed},
     }
 
@@ -115,22 +182,13 @@ def flp(
   def predict(params: Params, fast: FastState, h: jax.Array) -> jax.Array:
     return base.plastic_forward(layers, plastic, params, fast, h)[-1]
 
+  activities = make_activities(layers, plastic, fed, output=output, signal=signal,
+                                presynaptic=presynaptic, clip_beta=clip_beta)
+
   def step(params: Params, fast: FastState, example: Example) -> FastState:
-    h, y = example
-    hs = base.plastic_forward(layers, plastic, params, fast, h)
-    target = fb_lib.encode_target(y, output, width)
-    s = fb_lib.signal(target, hs[-1], signal, output)
-    new, posts = {}, {}
-    for i, l in enumerate(plastic):
-      if l in fed:
-        f = fb_lib.project(params["fb"][str(l)], s)
-        post = fb_lib.mix(hs[i + 1], f, params["beta"][str(l)], clip_beta)
-      else:
-        post = target
-      posts[l] = post
-      pre = posts[l - 1] if presynaptic == "post" and (l - 1) in posts else hs[i]
-      new[str(l)] = {"w": update(fast[str(l)]["w"], pre, post, params["alpha"][str(l)])}
-    return new
+    _, acts = activities(params, fast, example)
+    return {str(l): {"w": update(fast[str(l)]["w"], pre, post, params["alpha"][str(l)])}
+            for l, pre, post in acts}
 
   groups = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA) if fed else (base.FF, ALPHA, ALPHA_READOUT)
   return Learner(init_params, init, base.encoder(layers, plastic), step, predict, plastic,

@@ -4,19 +4,21 @@ Two extensions of `flp` that the paper names and does not try ("feedback
 weights themselves being subject to plasticity"; "feedback from higher
 intermediate layers (with no target information) to lower layers"):
 
-* **Plastic feedback.** The feedback matrices ``B_l`` are part of the fast
-  state: they start a lifetime at their meta-learned values and, after every
+* **Plastic feedback.** The feedback matrices ``B_l`` change within a
+  lifetime: they start it at their meta-learned values and, after every
   step, change by a local rule of their own (``feedback_rule``) between the
   signal ``s`` (their presynaptic activity) and the layer's post-feedback
   activity ``post_l`` (their postsynaptic activity), at a meta-learned rate
   ``eta_l`` (one scalar per fed layer). ``eta = 0`` is fixed feedback: the
-  learner is then `flp`, bit for bit.
+  learner's lifetimes are then `flp`'s bit for bit, and its meta-gradients
+  equal flp's to rounding under every estimator (tests/test_reductions.py).
 * **Hidden feedback** (``hidden_feedback=True``). Every fed plastic layer
   below the top plastic layer also receives the *pre-feedback* (feed-forward)
   activity of the plastic layer above it, through a meta-learned matrix
   ``H_l``, inside the feedback's ReLU. Pre-feedback activity carries no target
   information, as in the paper's suggestion. ``H_l`` starts at zero (the
-  learner starts as `flp`, and equals it bit for bit while ``H = 0``); it is
+  learner starts as `flp`, and its lifetimes equal flp's bit for bit while
+  ``H = 0``); it is
   fixed within a lifetime.
 
 One step on a batch ``(h, y)`` (``h_l (B, out_l)``: the feed-forward activity
@@ -56,9 +58,13 @@ signal; one rate per layer is enough to turn it on, off or anti-Hebbian
 (``eta < 0``) and keeps Adam's step (about the meta-learning rate per
 meta-step) meaningful without an ``alpha``-like 1e-8 rate.
 
-Fast state: ``{layer: {'w': (out, in)}, 'fb': {layer: B (out, m)}}`` (the
-feedback matrices under their own key, so that every ``fast[layer]`` holds
-only ``'w'``, as flp's). `feedback_weights` reads the fast ``B``'s;
+Fast state: ``{layer: {'w': (out, in)}, 'fb': {layer: dB (out, m)}}``: the
+feedback's *change since birth* ``dB_l`` (zero at birth), under its own key so
+that every ``fast[layer]`` holds only ``'w'``, as flp's. The feedback in use is
+``B_l + dB_l``, with ``B_l`` the meta-parameter: so ``B_l`` enters every step
+of the lifetime, and every window of truncated backprop (or ES/PES) gives it a
+meta-gradient. (Holding ``B_l`` itself in the fast state made it a constant
+after the first window.) `feedback_weights(params, fast)` gives ``B_l + dB_l``;
 `Learner.plastic_weights` gives the ``W``'s, as flp's.
 """
 
@@ -74,9 +80,8 @@ import jax.numpy as jnp
 from flpjax import feedback as fb_lib
 from flpjax import nets
 from flpjax import plasticity
-from flpjax.learners import base
 from flpjax.learners.base import Example, Learner
-from flpjax.learners.flp import flp
+from flpjax.learners.flp import flp, make_activities
 from flpjax.types import FastState, Group, Params
 
 FB_RATE = Group("fb_rate", 1e-4, "plasticity rate of the feedback weights B of every fed layer")
@@ -85,9 +90,13 @@ FB_RATE = Group("fb_rate", 1e-4, "plasticity rate of the feedback weights B of e
 FAST_FB = "fb"
 
 
-def feedback_weights(fast: FastState) -> dict:
-  """``{layer: B (out, m)}``: the feedback matrices of a fast state (for the analyses)."""
-  return dict(fast[FAST_FB])
+def feedback_weights(params: Params, fast: FastState) -> dict:
+  """``{layer: B (out, m)}``: the feedback matrices of a fast state (for the analyses).
+
+  The fast state holds each matrix's change since birth; this adds it to the
+  meta-learned ``params['fb'][layer]['B']``.
+  """
+  return {k: params["fb"][k]["B"] + d for k, d in fast[FAST_FB].items()}
 
 
 def plastic_weights(fast: FastState) -> dict:
@@ -111,6 +120,8 @@ def plastic_feedback(
     clamp_readout: bool = False,
     init_alpha: float = 0.0,
     init_beta: float = 0.5,
+    positive_readout_feedback: bool = False,
+    init_alpha_readout: float | None = None,
 ) -> Learner:
   """FLP whose feedback is plastic, optionally with feedback from the layer above.
 
@@ -127,7 +138,7 @@ def plastic_feedback(
     init_fb_rate: initial ``eta_l`` of every fed layer (0: fixed feedback at
       the start of meta-training).
     output, rule, signal, presynaptic, clip_beta, clamp_readout, init_alpha,
-      init_beta: as `flp`.
+      init_beta, positive_readout_feedback, init_alpha_readout: as `flp`.
 
   Returns:
     The `Learner`; its ``plastic_weights`` gives the ``W``'s, `feedback_weights`
@@ -146,11 +157,13 @@ def plastic_feedback(
     raise ValueError(f"init_fb_rate must be a finite number, got {init_fb_rate!r}")
   inner = flp(layers, input_shape, n_plastic, output=output, rule=rule, signal=signal,
               presynaptic=presynaptic, clip_beta=clip_beta, clamp_readout=clamp_readout,
-              init_alpha=init_alpha, init_beta=init_beta)
+              init_alpha=init_alpha, init_beta=init_beta,
+              positive_readout_feedback=positive_readout_feedback,
+              init_alpha_readout=init_alpha_readout)
   layers = tuple(layers)
   plastic, readout = inner.plastic_layers, inner.readout
-  width = layers[readout].features
-  update, fb_update = plasticity.get_rule(rule), plasticity.get_rule(feedback_rule)
+  update = plasticity.get_rule(rule)
+  fb_increment = plasticity.get_rule(feedback_rule, increment=True)
   fed = tuple(l for l in plastic if not (clamp_readout and l == readout))
   # Fed layers with feedback from the plastic layer above (l + 1 is plastic: l < plastic[-1]).
   hidden = tuple(l for l in fed if l < plastic[-1]) if hidden_feedback else ()
@@ -165,31 +178,32 @@ def plastic_feedback(
   def init(params: Params, key: jax.Array | None = None) -> FastState:
     del key
     fast = {str(l): {"w": params["ff"][l]["w"]} for l in plastic}
-    fast[FAST_FB] = {str(l): params["fb"][str(l)]["B"] for l in fed}
+    # The change of every B since birth, not B itself: B stays a meta-parameter of
+    # every step (a copy of it in the fast state would be a constant to truncated
+    # backprop's later windows, which would then give B no meta-gradient).
+    fast[FAST_FB] = {str(l): jnp.zeros_like(params["fb"][str(l)]["B"]) for l in fed}
     return fast
 
+  activities = make_activities(layers, plastic, fed, output=output, signal=signal,
+                                       presynaptic=presynaptic, clip_beta=clip_beta)
+
   def step(params: Params, fast: FastState, example: Example) -> FastState:
-    h, y = example
-    hs = base.plastic_forward(layers, plastic, params, fast, h)
-    target = fb_lib.encode_target(y, output, width)
-    s = fb_lib.signal(target, hs[-1], signal, output)
-    new, posts, new_fb = {}, {}, {}
-    for i, l in enumerate(plastic):
-      k = str(l)
-      if l in fed:
-        c = params["fb"][k]["c"]
-        if l in hidden:  # c + h_{l+1} H^T: with H = 0, exactly c (adds exact zeros)
-          c = c + hs[i + 2] @ params["fb"][k]["H"].T
-        f = fb_lib.project({"B": fast[FAST_FB][k], "c": c}, s)
-        post = fb_lib.mix(hs[i + 1], f, params["beta"][k], clip_beta)
-        # B + eta * dB: with eta = 0, B unchanged bit for bit (dB finite).
-        new_fb[k] = fb_update(fast[FAST_FB][k], s, post, params["fb_rate"][k])
-      else:
-        post = target
-      posts[l] = post
-      pre = posts[l - 1] if presynaptic == "post" and (l - 1) in posts else hs[i]
-      new[k] = {"w": update(fast[k]["w"], pre, post, params["alpha"][k])}
-    new[FAST_FB] = new_fb
+    now = {}  # the feedback of this step, per fed layer
+
+    def feedback(k, i, hs):
+      c = params["fb"][k]["c"]
+      if int(k) in hidden:  # c + h_{l+1} H^T: with H = 0, exactly c (adds exact zeros)
+        c = c + hs[i + 2] @ params["fb"][k]["H"].T
+      now[k] = params["fb"][k]["B"] + fast[FAST_FB][k]  # B + 0: B bit for bit
+      return {"B": now[k], "c": c}
+
+    s, acts = activities(params, fast, example, feedback)
+    new = {str(l): {"w": update(fast[str(l)]["w"], pre, post, params["alpha"][str(l)])}
+           for l, pre, post in acts}
+    # dB + eta * (rule's change): with eta = 0, dB stays exactly 0 (the change is finite).
+    new[FAST_FB] = {str(l): fast[FAST_FB][str(l)]
+                            + fb_increment(now[str(l)], s, post, params["fb_rate"][str(l)])
+                    for l, _, post in acts if l in fed}
     return new
 
   groups = inner.groups + ((FB_RATE,) if fed else ())

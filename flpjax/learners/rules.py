@@ -1,11 +1,15 @@
-"""Learned plasticity rules: FLP whose local rule is itself meta-learned (issue 12, point 1).
+"""Learned plasticity rules: FLP whose local rule is itself meta-learned.
 
 `flp` applies a fixed local rule (Oja's or Hebb's, `flpjax.plasticity`). Here
 the rule of every plastic layer is a member of a parameterised family whose
 parameters are meta-parameters (group ``'rule'``), learned with the rest:
 
 * ``'hebbian'``: a generalised Hebbian rule, linear in six local terms
-  (`hebbian`); Oja's and Hebb's rules are exact special cases, bit for bit.
+  (`hebbian`); Oja's and Hebb's rules are exact special cases: the lifetime
+  (fast weights, predictions, losses) bit for bit, the meta-gradients to
+  rounding (at most 64 float64 ulp of a group's largest entry, the bound
+  tests/test_reductions.py asserts; reverse mode sums the rule's extra zero
+  terms' cotangents in another order).
 * ``'mlp'``: a small MLP of ``(pre, post, w)`` applied to every synapse
   (`mlp`).
 * any `LearnedRule` of your own.
@@ -41,9 +45,8 @@ import numpy as np
 
 from flpjax import feedback as fb_lib
 from flpjax import nets
-from flpjax.learners import base
 from flpjax.learners.base import Example, Learner
-from flpjax.learners.flp import flp
+from flpjax.learners.flp import flp, make_activities
 from flpjax.types import FastState, Group, Params
 
 RULE = Group("rule", 1e-3, "parameters of every plastic layer's learned plasticity rule")
@@ -297,13 +300,16 @@ def learned_rule(
     clamp_readout: bool = False,
     init_alpha: float = 0.0,
     init_beta: float = 0.5,
+    positive_readout_feedback: bool = False,
+    init_alpha_readout: float | None = None,
 ) -> Learner:
   """FLP with a meta-learned local rule in every plastic layer.
 
   Everything but the rule is `flp`'s: feedback, post-synaptic mixing,
   clamped readout, per-synapse ``alpha``. ``init_params(key)`` is flp's
   ``init_params(key)`` plus ``'rule'``, so that with ``init='oja'`` (or
-  ``'hebb'``) the learner is ``flp(rule='oja')`` (``'hebb'``) bit for bit.
+  ``'hebb'``) the learner's lifetimes are ``flp(rule='oja')``'s (``'hebb'``) bit for bit and
+  its meta-gradients are equal to rounding (tests/test_reductions.py).
 
   Args:
     layers: the network.
@@ -316,7 +322,7 @@ def learned_rule(
     per_synapse: hebbian only: coefficients ``(K, out, in)`` per synapse.
     hidden: MLP only: hidden width.
     output, signal, presynaptic, clip_beta, clamp_readout, init_alpha,
-      init_beta: as `flp`.
+      init_beta, positive_readout_feedback, init_alpha_readout: as `flp`.
 
   Returns:
     The `Learner`; its groups are flp's and `RULE`.
@@ -329,12 +335,13 @@ def learned_rule(
   # flp checks the options and provides everything but the step.
   inner = flp(layers, input_shape, n_plastic, output=output, rule="oja", signal=signal,
               presynaptic=presynaptic, clip_beta=clip_beta, clamp_readout=clamp_readout,
-              init_alpha=init_alpha, init_beta=init_beta)
+              init_alpha=init_alpha, init_beta=init_beta,
+              positive_readout_feedback=positive_readout_feedback,
+              init_alpha_readout=init_alpha_readout)
   layers = tuple(layers)
   plastic, readout = inner.plastic_layers, inner.readout
   in_dims = nets.input_dims(layers, input_shape)
   shapes = {l: (layers[l].features, in_dims[l]) for l in plastic}
-  width = layers[readout].features
   fed = tuple(l for l in plastic if not (clamp_readout and l == readout))
   if isinstance(init, Mapping) and not {str(k) for k in init} <= {str(l) for l in plastic}:
     raise ValueError(f"init has entries for layers {sorted(str(k) for k in init)}; expected "
@@ -348,25 +355,14 @@ def learned_rule(
     params["rule"] = {str(l): learned.init(k, l, shapes[l]) for l, k in zip(plastic, keys)}
     return params
 
-  # flp's step (flpjax/learners/flp.py) with the rule swapped: flp's rule is fixed when
-  # it is built and sees no meta-parameters, so the few lines that compute the pre- and
-  # post-synaptic activities are repeated here; keep the two in step.
+  activities = make_activities(layers, plastic, fed, output=output, signal=signal,
+                                       presynaptic=presynaptic, clip_beta=clip_beta)
+
   def step(params: Params, fast: FastState, example: Example) -> FastState:
-    h, y = example
-    hs = base.plastic_forward(layers, plastic, params, fast, h)
-    target = fb_lib.encode_target(y, output, width)
-    s = fb_lib.signal(target, hs[-1], signal, output)
-    new, posts = {}, {}
-    for i, l in enumerate(plastic):
-      if l in fed:
-        f = fb_lib.project(params["fb"][str(l)], s)
-        post = fb_lib.mix(hs[i + 1], f, params["beta"][str(l)], clip_beta)
-      else:
-        post = target
-      posts[l] = post
-      pre = posts[l - 1] if presynaptic == "post" and (l - 1) in posts else hs[i]
-      new[str(l)] = {"w": learned.update(params["rule"][str(l)], fast[str(l)]["w"], pre, post,
+    """flp's step with the learned rule in place of flp's fixed one."""
+    _, acts = activities(params, fast, example)
+    return {str(l): {"w": learned.update(params["rule"][str(l)], fast[str(l)]["w"], pre, post,
                                          params["alpha"][str(l)])}
-    return new
+            for l, pre, post in acts}
 
   return inner._replace(init_params=init_params, step=step, groups=inner.groups + (RULE,))
