@@ -17,6 +17,12 @@ multi-device scripts) share it. ``FLPJAX_TEST_COMPILE_CACHE=0`` turns it off
 `data_cache` is one directory of prepared datasets for the session: the tests
 that meta-train on Omniglot (and test_datasets.py's own checks) prepare it once
 instead of once per test.
+
+Real data: the library's default data directory is in the user's own space
+(``~/.local/share/flpjax``); the tests read the project's read-only copy in
+``../shared/data`` (next to the repository) through ``FLPJAX_DATA_DIR``, unless
+it is set already. Tests that need a data set skip, naming the folder, where it
+is absent.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ import jax
 import pytest
 
 _OWN_CACHE = None
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
+                           "shared", "data")
+if not os.environ.get("FLPJAX_DATA_DIR") and os.path.isdir(SHARED_DATA):
+  os.environ["FLPJAX_DATA_DIR"] = os.path.realpath(SHARED_DATA)
 
 if os.environ.get("FLPJAX_TEST_COMPILE_CACHE", "1") != "0":
   if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):

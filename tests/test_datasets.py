@@ -16,6 +16,7 @@ import shutil
 import sys
 import tarfile
 import time
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -95,6 +96,12 @@ def _pil_bilinear(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(PIL.Image.fromarray(image).resize((size, size), PIL.Image.BILINEAR))
 
 
+def _png(image: np.ndarray) -> bytes:
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(image).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
 def _tmp_kwargs(tmp_path: pathlib.Path, image_size: int = SIZE) -> dict:
   return dict(data_dir=tmp_path, cache_dir=tmp_path / "cache", image_size=image_size)
 
@@ -103,11 +110,21 @@ def _tmp_kwargs(tmp_path: pathlib.Path, image_size: int = SIZE) -> dict:
 
 
 def test_default_data_dir_and_env_override(monkeypatch, tmp_path):
-  repo_root = pathlib.Path(__file__).resolve().parents[1]
-  # Resolved on both sides: ../shared (or the data folder) may be a symbolic link.
-  assert datasets.DEFAULT_DATA_DIR.resolve() == (repo_root / ".." / "shared" / "data").resolve()
+  """The default is in the user's own space (XDG data home), never next to the repository."""
   monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
-  assert _common.data_dir() == datasets.DEFAULT_DATA_DIR.resolve()
+  monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+  home = pathlib.Path.home()
+  assert datasets.default_data_dir() == home / ".local" / "share" / "flpjax"
+  assert _common.data_dir() == (home / ".local" / "share" / "flpjax").resolve()
+  repo_root = pathlib.Path(__file__).resolve().parents[1]
+  assert "shared" not in datasets.default_data_dir().parts
+  assert not datasets.default_data_dir().is_relative_to(repo_root.parent / "shared")
+  monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+  assert _common.data_dir() == tmp_path.resolve() / "xdg" / "flpjax"
+  # Nothing there: the message says where it looked and how to name another folder.
+  with pytest.raises(datasets.SplitNotAvailableError, match=r"xdg/flpjax/omniglot.*"
+                     r"images_background\.zip"):
+    datasets.load_split("omniglot", "train", cache_dir=tmp_path / "cache")
   (tmp_path / "omniglot").mkdir()
   monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path))
   assert datasets.dataset_dir("omniglot") == tmp_path.resolve() / "omniglot"
@@ -348,6 +365,24 @@ def test_omniglot_png_layout_and_reverification(tmp_path, omniglot, monkeypatch)
   (tmp_path / "omniglot" / listed).write_bytes(b"not a png")
   with pytest.raises(datasets.ChecksumError, match=r"0709_01\.png.*expected " + digest):
     datasets.load_split("omniglot", "train", **kwargs)
+
+  # The official zip, unextracted: the folder's drawings, read from the zip.
+  zipped = tmp_path / "zipped" / "omniglot"
+  zipped.mkdir(parents=True)
+  with zipfile.ZipFile(zipped / "images_background.zip", "w", strict_timestamps=False) as archive:
+    for path in sorted(folder.rglob("*.png")):
+      archive.write(path, path.relative_to(folder.parent).as_posix())
+  assert datasets.available_splits("omniglot", data_dir=zipped) == ["train"]
+  layout = datasets.omniglot.find_layout(zipped)
+  assert list(layout.sources()) == ["images_background.zip"]
+  image_set = datasets.omniglot.read_sets(layout)["background"]
+  assert len(image_set.characters) == 964
+  by_id = {c.character_id: c for c in image_set.characters}
+  assert by_id[710].name == "Alphabet_of_the_Magi/character02"
+  np.testing.assert_array_equal(image_set.images(by_id[710]), images[709].astype(np.uint8) * 255)
+  with pytest.raises(datasets.FormatError, match=r"images_background\.zip: member .*0709_01\.png"
+                     r" is not a readable PNG"):
+    image_set.images(by_id[709])  # the file made unreadable above, zipped as it is
 
 
 # ------------------------------------------------------------ mini-ImageNet

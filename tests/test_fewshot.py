@@ -100,7 +100,7 @@ def test_test_episode_uses_the_held_out_images():
 
 
 def test_mini_imagenet_test_lifetime_queries_images_30_to_59():
-  """REFERENCE.md 6.3: support from images 0-29 of each class, queries 30-59 (not the
+  """docs/fidelity.md 6.3: support from images 0-29 of each class, queries 30-59 (not the
   other 540 images of the class)."""
   x = _labelled_images(classes=6, per_class=100)
   x = np.repeat(x, 3, axis=-1)  # RGB

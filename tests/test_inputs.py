@@ -217,7 +217,9 @@ def test_bad_input(name, outcomes):
 def test_corrupt_checkpoint_metadata_on_resume(setup, tmp_path):
   config_file, trained = setup
   run = _copy(trained, tmp_path)
-  (run / "checkpoints" / "4" / "run" / "metadata").write_text("{")
+  # Every checkpoint unreadable (a corrupt latest one alone is set aside: test_resume).
+  for step in ("2", "4"):
+    (run / "checkpoints" / step / "run" / "metadata").write_text("{")
   proc = _run("train", [f"--config={config_file}", f"--workdir={run}"])
   _check(proc, f"{run}/checkpoints/4: cannot restore this checkpoint (")
 
@@ -247,8 +249,10 @@ def test_omniglot_data_file(damage, omniglot_copy, tmp_path):
   source = omniglot_copy / "images_background.npz"
   if damage == "missing":
     source.unlink()
-    message = (f"omniglot split 'train' is not available in {omniglot_copy}: missing {source} "
-               "(expected sha256")
+    message = (f"omniglot split 'train' is not available in {omniglot_copy}: missing the "
+               f"official {omniglot_copy / 'images_background.zip'} (download https://github.com/"
+               f"brendenlake/omniglot/raw/master/python/images_background.zip) or its extracted "
+               f"folder {omniglot_copy / 'images_background'}/ (964 character folders")
   else:
     with open(source, "r+b") as f:
       f.truncate(1000)

@@ -12,12 +12,26 @@ Example:
   ((963, 20, 28, 28, 1), dtype('uint8'))
   >>> x = datasets.normalize(images[:5, :5], "omniglot")  # float32 in [0, 1]
 
+A data set of your own (a folder of class subfolders, or arrays) goes through
+`load_images` / `from_arrays` (see `folder.py`):
+
+  >>> images, classes = datasets.load_images("~/my_chars", image_size=28, channels=1)
+
 Locations: the source data is read from `data_dir` (default `$FLPJAX_DATA_DIR`,
-else `DEFAULT_DATA_DIR` = `<repo root>/../shared/data`), which holds `omniglot/`
-and `mini-imagenet/` (a data set's own folder may be given too); prepared data
-goes to `cache_dir` (default `$FLPJAX_CACHE_DIR`, else
-`~/.cache/flpjax/tfds`). See `omniglot.py` and `mini_imagenet.py` for the
-accepted source layouts, class orders and preprocessing.
+else `default_data_dir()` = `$XDG_DATA_HOME/flpjax`, i.e.
+`~/.local/share/flpjax`), which holds `omniglot/` and `mini-imagenet/` (a data
+set's own folder may be given too); prepared data goes to `cache_dir` (default
+`$FLPJAX_CACHE_DIR`, else `~/.cache/flpjax/tfds`). See `omniglot.py` and
+`mini_imagenet.py` for the accepted source layouts, class orders and
+preprocessing, and `_common.py` for how preparation is locked, resumed after
+an interruption and matched to its sources by content hash.
+
+The tfds builders (`flpjax_omniglot`, `flpjax_mini_imagenet`, `flpjax_folder`)
+are registered on import and work the standard tfds way without TensorFlow
+(`array_record` by default): `tfds.data_source("flpjax_omniglot/84x84",
+split="train", data_dir=CACHE)` gives random access once prepared; `tfds.load`
+and `as_dataset` are refused with one line (tf.data cannot read
+`array_record`).
 """
 
 from __future__ import annotations
@@ -29,21 +43,27 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flpjax.datasets import _common
+from flpjax.datasets import folder
 from flpjax.datasets import mini_imagenet
 from flpjax.datasets import omniglot
 from flpjax.datasets._common import CACHE_DIR_ENV
+from flpjax.datasets._common import CacheError
 from flpjax.datasets._common import ChecksumError
 from flpjax.datasets._common import DATA_DIR_ENV
 from flpjax.datasets._common import DataError
 from flpjax.datasets._common import DEFAULT_DATA_DIR
+from flpjax.datasets._common import default_data_dir
 from flpjax.datasets._common import FormatError
 from flpjax.datasets._common import MAX_IMAGE_SIZE
 from flpjax.datasets._common import MIN_IMAGE_SIZE
 from flpjax.datasets._common import MissingFileError
 from flpjax.datasets._common import SplitNotAvailableError
+from flpjax.datasets.folder import from_arrays
+from flpjax.datasets.folder import load_images
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "CacheError",
     "ChecksumError",
     "DATA_DIR_ENV",
     "DATASETS",
@@ -59,6 +79,9 @@ __all__ = [
     "available_splits",
     "clear_memory_cache",
     "dataset_dir",
+    "default_data_dir",
+    "from_arrays",
+    "load_images",
     "load_split",
     "normalize",
     "prepare",
@@ -95,7 +118,8 @@ def dataset_dir(dataset: str, data_dir: _common.PathLike | None = None) -> pathl
   Args:
     dataset: "omniglot" or "mini_imagenet".
     data_dir: root of the data (holding `omniglot/`, `mini-imagenet/`) or the
-      data set's own folder; default `$FLPJAX_DATA_DIR`, else `DEFAULT_DATA_DIR`.
+      data set's own folder; default `$FLPJAX_DATA_DIR`, else
+      `default_data_dir()` (`~/.local/share/flpjax`).
   """
   return _module(dataset).dataset_dir(data_dir)
 
@@ -159,9 +183,12 @@ def prepare(
 ) -> tfds.core.DatasetBuilder:
   """Prepares every available split (if not done yet) and returns the builder.
 
-  Sources are verified during preparation; the record of what was verified is
-  kept with the prepared data, and preparation runs again only when a source's
-  size or mtime changes, or when the set of available splits changes.
+  Sources are verified before anything in the cache changes; the sha256 of
+  every source is kept with the prepared data, which is reused for any copy
+  of the sources with the same content (a copy is hashed once, then known by
+  its path, size and mtime) and prepared again only when the content differs
+  or a split is added. Several processes may call this at once (a file lock
+  serialises them); an interrupted preparation is cleaned up by the next.
 
   Args:
     dataset: "omniglot" or "mini_imagenet".
@@ -177,7 +204,8 @@ def prepare(
 
   Raises:
     MissingFileError: no split's sources are present.
-    DataError: a source is corrupt (see `verify`).
+    DataError: a source is corrupt (see `verify`); the prepared data is kept.
+    CacheError: the cache directory cannot be written.
   """
   module = _module(dataset)
   size = _common.check_image_size(image_size)
@@ -195,9 +223,9 @@ def _prepare(module, layout, cache: pathlib.Path, size: int) -> tfds.core.Datase
     config_or_name = config.name
 
   def make_builder():
-    return module.Builder(config=config_or_name, data_dir=cache, file_format="array_record")
+    return module.Builder(config=config_or_name, data_dir=cache)
 
-  return _common.prepare(make_builder, layout)
+  return _common.prepare(make_builder, layout, module.verify_sources)
 
 
 def load_split(
@@ -211,7 +239,7 @@ def load_split(
   """Loads one split as a class-major uint8 array, preparing the data if needed.
 
   Results are cached in memory (per process, checked against the sources'
-  sizes and mtimes on every call) and as `<prepared dir>/arrays/<split>.npy`.
+  paths, sizes and mtimes on every call) and as `<prepared dir>/arrays/<split>.npy`.
 
   Args:
     dataset: "omniglot" (splits "train": 963 classes, "test": 660; 20 images

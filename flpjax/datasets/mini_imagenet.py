@@ -6,8 +6,8 @@ Nothing is downloaded. Each split needs, in the data set's folder
 * its list: `splits/<split>.csv`, else `<split>.csv` (header `filename,label`,
   one row per image, `label` the class's WordNet id);
 * its images, the first found of:
-  1. `<split>.tar` with members `<split>/<wnid>/<filename>` (the copy in
-     `../shared/data/mini-imagenet`; nothing else may be in the tar);
+  1. `<split>.tar` with members `<split>/<wnid>/<filename>` (the standard
+     tars; nothing else may be in the tar);
   2. a folder `<split>/` with `<split>/<wnid>/<filename>` or `<split>/<filename>`;
   3. a folder `images/` with `images/<filename>` (the original layout, all
      splits in one folder).
@@ -29,17 +29,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import os
 import pathlib
 import tarfile
 from typing import Iterator
 
+from absl import logging
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
 from flpjax.datasets import _common
+from flpjax.datasets._mini_imagenet_classes import CLASS_DIGESTS as _CLASS_DIGESTS
 
 NAME = "mini_imagenet"
 FOLDER = "mini-imagenet"
@@ -63,9 +66,9 @@ KNOWN_SHA256 = {
 
 
 def dataset_dir(data_dir: _common.PathLike | None = None) -> pathlib.Path:
-  """`<data_dir>/mini-imagenet` if it exists, else `data_dir` itself."""
+  """`<data_dir>/mini-imagenet` if it exists (or `data_dir` does not), else `data_dir` itself."""
   root = _common.data_dir(data_dir)
-  return root / FOLDER if (root / FOLDER).is_dir() else root
+  return root / FOLDER if (root / FOLDER).is_dir() or not root.is_dir() else root
 
 
 def _csv_expect(split: str) -> str:
@@ -89,32 +92,75 @@ def _csv_source(root: pathlib.Path, split: str) -> _common.Source | None:
   return None
 
 
-def read_csv(source: _common.Source, split: str) -> list[tuple[str, list[str]]]:
+def _rows(first: int, count: int) -> str:
+  return f"row {first}" if count == 1 else f"rows {first}.."
+
+
+def read_csv(
+    source: _common.Source, split: str, standard: bool = False
+) -> list[tuple[str, list[str]]]:
   """[(wnid, [file names])] of a split's CSV, in order of first appearance.
 
+  Args:
+    source: the CSV.
+    split: its split.
+    standard: the CSV must be the standard split's (it has a known sha256):
+      a class not of that split is named before any checksum is compared.
+
   Raises:
-    FormatError: bad header, duplicate names, or not the split's class counts.
+    FormatError: bad header or row, duplicate names, an unknown class, or not
+      the split's class counts; the message names the row and the class.
   """
   path = source.path
   try:
     with open(path, newline="") as f:
       rows = list(csv.reader(f))
-  except (OSError, UnicodeDecodeError) as e:
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
     raise _common.FormatError(f"{path} cannot be read ({e}); expected {_csv_expect(split)}.") from e
-  if not rows or rows[0] != ["filename", "label"] or any(len(r) != 2 for r in rows[1:]):
-    raise _common.FormatError(f"{path}: expected {_csv_expect(split)}.")
-  classes: dict[str, list[str]] = {}
-  for filename, label in rows[1:]:
-    classes.setdefault(label, []).append(filename)
-  counts = sorted({len(names) for names in classes.values()})
-  duplicates = len(rows) - 1 - len({filename for filename, _ in rows[1:]})
-  if len(classes) != NUM_CLASSES[split] or counts != [IMAGES_PER_CLASS] or duplicates:
+  if not rows or rows[0] != ["filename", "label"]:
     raise _common.FormatError(
-        f"{path} lists {len(classes)} classes with {counts} images each"
-        f" ({duplicates} duplicate file names); expected {_csv_expect(split)},"
-        " unique file names."
-    )
+        f"{path}, row 1: header {rows[0] if rows else 'absent'}; expected {_csv_expect(split)}.")
+  classes: dict[str, list[str]] = {}
+  first_row: dict[str, int] = {}
+  seen: dict[str, int] = {}
+  for number, row in enumerate(rows[1:], start=2):
+    if len(row) != 2 or not all(row):
+      raise _common.FormatError(
+          f"{path}, row {number}: {','.join(row)!r}; expected filename,label.")
+    filename, label = row
+    if filename in seen:
+      raise _common.FormatError(
+          f"{path}, row {number}: file name {filename} is also on row {seen[filename]};"
+          " expected unique file names.")
+    seen[filename] = number
+    classes.setdefault(label, []).append(filename)
+    first_row.setdefault(label, number)
+  known = _CLASS_DIGESTS[split]
+  if standard:
+    for label in classes:
+      if label not in known:
+        raise _common.FormatError(
+            f"{path}, {_rows(first_row[label], len(classes[label]))}: class {label} is not one"
+            f" of the {NUM_CLASSES[split]} classes of the standard {split} split"
+            f" ({', '.join(list(known)[:3])}, ...); the file is not the standard CSV.")
+  odd = [label for label, names in classes.items() if len(names) != IMAGES_PER_CLASS]
+  if odd:
+    label = min(odd, key=lambda c: len(classes[c]))
+    raise _common.FormatError(
+        f"{path}, {_rows(first_row[label], len(classes[label]))}: class {label} has"
+        f" {len(classes[label])} images, expected {IMAGES_PER_CLASS}"
+        f" ({len(odd)} classes with another count); expected {_csv_expect(split)}.")
+  if len(classes) != NUM_CLASSES[split]:
+    raise _common.FormatError(
+        f"{path} lists {len(classes)} classes ({', '.join(list(classes)[:3])}, ...);"
+        f" expected {_csv_expect(split)}.")
   return list(classes.items())
+
+
+def _csv_rows(source: _common.Source) -> dict[str, int]:
+  """{file name: its row in the CSV} (1 is the header), for messages."""
+  with open(source.path, newline="") as f:
+    return {row[0]: number for number, row in enumerate(csv.reader(f), start=1) if row}
 
 
 def _folder_source(
@@ -171,8 +217,16 @@ def find_layout(root: pathlib.Path) -> _common.Layout:
   )
 
 
-def _read_tar(source: _common.Source, split: str, classes) -> dict[str, bytes]:
-  """{file name: JPEG bytes} of a split's tar, checked against the CSV."""
+def _read_tar(
+    source: _common.Source, split: str, classes, csv_source: _common.Source | None = None
+) -> dict[str, bytes]:
+  """{file name: JPEG bytes} of a split's tar, checked against the CSV.
+
+  Raises:
+    FormatError: the tar cannot be read, holds a member that the CSV does not
+      list (named), or lacks images the CSV lists (the class, its CSV rows and
+      the members expected are named).
+  """
   path = source.path
   wnid_of = {name: wnid for wnid, names in classes for name in names}
   images, unexpected = {}, []
@@ -188,13 +242,33 @@ def _read_tar(source: _common.Source, split: str, classes) -> dict[str, bytes]:
         images[parts[2]] = tar.extractfile(member).read()
   except (tarfile.TarError, OSError, EOFError) as e:
     raise _common.FormatError(f"{path} cannot be read ({e}); expected {source.expect}.") from e
-  absent = sorted(set(wnid_of) - set(images))
-  if unexpected or absent:
-    raise _common.FormatError(
-        f"{path}: {len(unexpected)} unexpected members {unexpected[:3]} and"
-        f" {len(absent)} missing images {absent[:3]}; expected {source.expect}."
-    )
-  return images
+  absent = [name for name in wnid_of if name not in images]
+  if not (unexpected or absent):
+    return images
+  rows = _csv_rows(csv_source) if csv_source is not None else {}
+  where = csv_source.path.name if csv_source is not None else "the CSV"
+  problems = []
+  if absent:
+    wnid = wnid_of[absent[0]]
+    names = [n for n in absent if wnid_of[n] == wnid]
+    listed = dict(classes)[wnid]
+    if len(names) == len(listed):
+      problems.append(
+          f"class {wnid} ({where} rows {rows.get(listed[0], '?')}..{rows.get(listed[-1], '?')})"
+          f" has no images in the tar (expected members {split}/{wnid}/<filename>)")
+    else:
+      problems.append(
+          f"member {split}/{wnid}/{names[0]} ({where} row {rows.get(names[0], '?')}, class"
+          f" {wnid}) is missing ({len(absent)} missing in all)")
+  if unexpected:
+    folders = sorted({m.rsplit("/", 1)[0] + "/" for m in unexpected})
+    if len(folders) < len(unexpected) and all(f.count("/") == 2 for f in folders):
+      problems.append(f"its folder {folders[0]} ({len(unexpected)} members in"
+                      f" {len(folders)} folders) is not a class of {where}")
+    else:
+      problems.append(f"member {unexpected[0]} is not listed in {where}"
+                      f" ({len(unexpected)} such members)")
+  raise _common.FormatError(f"{path}: {'; '.join(problems)}; expected {source.expect}.")
 
 
 def read_images(layout: _common.Layout, split: str) -> Iterator[tuple[int, str, int, str, bytes]]:
@@ -207,7 +281,7 @@ def read_images(layout: _common.Layout, split: str) -> Iterator[tuple[int, str, 
   csv_source, images = layout.require(split)
   classes = read_csv(csv_source, split)
   if images.key.endswith(".tar"):
-    data = _read_tar(images, split, classes)
+    data = _read_tar(images, split, classes, csv_source)
     read = data.__getitem__
   else:
     paths = dict(zip((n for _, names in classes for n in names), images.files))
@@ -216,9 +290,13 @@ def read_images(layout: _common.Layout, split: str) -> Iterator[tuple[int, str, 
       try:
         return (layout.root / paths[name]).read_bytes()
       except FileNotFoundError:
+        row = _csv_rows(csv_source).get(name, "?")
         raise _common.MissingFileError(
-            f"{layout.root / paths[name]} is missing; expected {images.expect}."
+            f"{layout.root / paths[name]} is missing: {csv_source.path.name} row {row} lists"
+            f" it (class {wnid_of[name]}); expected {images.expect}."
         ) from None
+
+    wnid_of = {name: wnid for wnid, names in classes for name in names}
 
   for label, (wnid, names) in enumerate(classes):
     for index, name in enumerate(names):
@@ -227,6 +305,9 @@ def read_images(layout: _common.Layout, split: str) -> Iterator[tuple[int, str, 
 
 def encode(data: bytes, name: str, image_size: int) -> bytes:
   """The stored form of a source image: as is if an S x S RGB JPEG, else PNG.
+
+  Grey-scale source images (a few of ImageNet's) become RGB with three equal
+  channels, as `torchvision`'s `ImageFolder` loader (`convert('RGB')`) does.
 
   Args:
     data: the encoded source image.
@@ -250,6 +331,72 @@ def encode(data: bytes, name: str, image_size: int) -> bytes:
     raise _common.FormatError(f"{name} is not a readable image: {e}.") from e
 
 
+def _check_tar_content(source: _common.Source, split: str, csv_source: _common.Source,
+                       actual: str, want: str) -> None:
+  """A tar whose sha256 is not the standard one: accepted if its images are the standard ones.
+
+  Raises:
+    ChecksumError: naming the first class whose images differ (its members and
+      CSV rows).
+  """
+  classes = read_csv(csv_source, split)
+  try:
+    images = _read_tar(source, split, classes, csv_source)
+  except _common.FormatError as e:
+    raise _common.ChecksumError(
+        f"{source.path} is corrupt or incomplete ({source.path.stat().st_size} bytes): its"
+        f" sha256 is {actual}, expected {want}; {str(e).removeprefix(str(source.path)).lstrip(': ')}"
+        " Replace the file with a good copy.") from None
+  rows = _csv_rows(csv_source)
+  for wnid, names in classes:
+    listing = "".join(f"{hashlib.sha256(images[n]).hexdigest()}  {n}\n" for n in names)
+    if hashlib.sha256(listing.encode()).hexdigest()[:16] != _CLASS_DIGESTS[split].get(wnid):
+      raise _common.ChecksumError(
+          f"{source.path} is corrupt or not the standard {split}.tar: its sha256 is {actual},"
+          f" expected {want}, and the images of class {wnid} (members {split}/{wnid}/*,"
+          f" {csv_source.path.name} rows {rows.get(names[0], '?')}..{rows.get(names[-1], '?')})"
+          " differ from the standard ones. Replace the file with a good copy.")
+  logging.info("%s is not byte-identical to the standard %s.tar but holds the same images;"
+               " accepted.", source.path, split)
+
+
+def verify_sources(layout: _common.Layout) -> dict[str, dict[str, str]]:
+  """Checks every source of `layout`: CSVs first (rows, classes), then sha256s.
+
+  A CSV or tar with a known sha256 (`SHA256SUMS`, `KNOWN_SHA256`) must match
+  it; a tar that does not but holds exactly the standard images (re-tarred) is
+  accepted, as the same images in a folder are.
+
+  Returns:
+    The record kept with the prepared data: {key: {"signature", "sha256"}}.
+
+  Raises:
+    FormatError: a CSV's row or class is wrong, or a tar's members.
+    ChecksumError: a file is not the expected one.
+  """
+  expected = _common.expected_checksums(layout.root, KNOWN_SHA256)
+  for split in layout.available:
+    csv_source = layout.splits[split][0]
+    read_csv(csv_source, split, standard=csv_source.key in expected)
+  record = {}
+  for split in layout.available:
+    csv_source, images = layout.splits[split]
+    for source in (csv_source, images):
+      if source.key in record:
+        continue
+      logging.info("Verifying %s.", source.root / source.key)
+      signature = source.signature()
+      want = expected.get(source.key)
+      if source.key.endswith(".tar") and want is not None:
+        actual = source.sha256()
+        if actual != want:
+          _check_tar_content(source, split, csv_source, actual, want)
+      else:
+        actual = source.verify(expected)
+      record[source.key] = {"signature": signature, "sha256": actual}
+  return record
+
+
 def verify(root: pathlib.Path) -> dict[str, str]:
   """Hashes and checks every source in `root`; returns {source: sha256}.
 
@@ -265,7 +412,7 @@ def verify(root: pathlib.Path) -> dict[str, str]:
         f"No mini-ImageNet split can be prepared from {root}: "
         + "; ".join(f"{s}: {m}" for s, m in layout.missing.items())
     )
-  record = _common.record_sources(layout, KNOWN_SHA256)
+  record = verify_sources(layout)
   for split in layout.available:
     for *_, name, data in read_images(layout, split):
       try:
@@ -299,8 +446,13 @@ def builder_config(image_size: int) -> MiniImagenetConfig:
   )
 
 
-class MiniImagenet(tfds.core.GeneratorBasedBuilder):
-  """mini-ImageNet from a local copy: train 64 / val 16 / test 20 classes."""
+class MiniImagenet(_common.LocalBuilder):
+  """mini-ImageNet from a local copy: train 64 / val 16 / test 20 classes.
+
+  `tfds.builder("flpjax_mini_imagenet", data_dir=CACHE)` (after `import
+  flpjax.datasets`); `download_and_prepare()` reads `dataset_dir()` unless
+  `download_config.manual_dir` names the folder.
+  """
 
   name = "flpjax_mini_imagenet"
   VERSION = tfds.core.Version("1.0.0")
@@ -308,10 +460,15 @@ class MiniImagenet(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [builder_config(84)]
   DEFAULT_CONFIG_NAME = "84x84"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Nothing is downloaded. Pass the folder holding splits/<split>.csv and
-  <split>.tar (or the JPEGs in <split>/ or images/) as the manual directory:
-  `flpjax.datasets.prepare("mini_imagenet", data_dir=...)` does it.
+  Nothing is downloaded. Put splits/<split>.csv and <split>.tar (or the JPEGs
+  in <split>/ or images/) in one folder and pass it as the manual directory
+  (default: <data dir>/mini-imagenet).
   """
+  find_layout = staticmethod(find_layout)
+
+  @classmethod
+  def default_source_dir(cls) -> pathlib.Path:
+    return dataset_dir(None)
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size
@@ -341,12 +498,10 @@ class MiniImagenet(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    layout = find_layout(pathlib.Path(dl_manager.manual_dir))
+    layout = self.source_layout(dl_manager)
     if not layout.available:
       layout.require("train")
-    self.info.metadata[_common.SOURCES_KEY] = _common.record_sources(layout, KNOWN_SHA256)
-    for split in layout.available:
-      read_csv(layout.splits[split][0], split)
+    self.info.metadata[_common.SOURCES_KEY] = self.verified_sources or verify_sources(layout)
     return {split: self._generate_examples(layout, split) for split in layout.available}
 
   def _generate_examples(self, layout: _common.Layout, split: str) -> Iterator:

@@ -5,10 +5,14 @@ Sources accepted in the data set's folder (`<data_dir>/omniglot/`), per set
 
 * `images_<set>.npz`: arrays `images` (bool [N, 20, 105, 105], True = paper)
   and `labels` (int64 [N, 20]), rows in official character-id order, with
-  `alphabets.tsv` (`split, alphabet, first_id, last_id`) naming the rows. This
-  is the copy in `../shared/data/omniglot`.
+  `alphabets.tsv` (`split, alphabet, first_id, last_id`) naming the rows
+  (a compact copy of the official PNGs).
+* `images_<set>.zip`: the official zip, as downloaded from
+  https://github.com/brendenlake/omniglot/raw/master/python/images_<set>.zip
+  (PNGs `images_<set>/<alphabet>/characterNN/<id>_<MM>.png`; each member's
+  CRC is checked as it is read);
 * `images_<set>/<alphabet>/characterNN/<id>_<MM>.png`: the official PNG layout
-  (the extracted `images_<set>.zip`).
+  (the extracted zip).
 
 Class order (the one the paper's split refers to): background alphabets sorted
 by name (Python string order), characters in `characterNN` order, then the
@@ -18,7 +22,7 @@ background alphabet `Alphabet_of_the_Magi` has ids 709-728) nor sorting, so
 rows are reordered through `alphabets.tsv`. Splits: `train` = the first 963
 classes of that order (background classes but the last, `Tifinagh/character55`),
 `test` = the remaining 660 (that one and the 659 evaluation classes). The
-authors' code took its classes in `os.listdir` order (REFERENCE.md 7).
+authors' code took its classes in `os.listdir` order (docs/fidelity.md 7).
 
 Preprocessing (as `torchvision` `Resize((84, 84))` on the reference's 'L'
 images): bool -> uint8 (True -> 255), PIL bilinear resize to the config's size,
@@ -32,6 +36,7 @@ import dataclasses
 import io
 import pathlib
 import re
+import zipfile
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -58,6 +63,11 @@ KNOWN_SHA256 = {
     "images_background.npz": "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199",
     "images_evaluation.npz": "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276",
     "alphabets.tsv": "7e12da2112681974ee58a208a04fc13c012964ded3b30428c073137e3421b2e6",
+}
+
+#: The official zips (MD5 68d2efa1b9178cc56df9314c21c6e718 and 6b91aef0f799c5bb55b94e3f2daec811).
+URLS = {
+    s: f"https://github.com/brendenlake/omniglot/raw/master/python/images_{s}.zip" for s in SETS
 }
 
 _PNG_NAME = re.compile(r"^(\d{4})_(\d{2})\.png$")
@@ -127,9 +137,9 @@ def preprocess(images: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def dataset_dir(data_dir: _common.PathLike | None = None) -> pathlib.Path:
-  """`<data_dir>/omniglot` if it exists, else `data_dir` itself."""
+  """`<data_dir>/omniglot` if it exists (or `data_dir` does not), else `data_dir` itself."""
   root = _common.data_dir(data_dir)
-  return root / FOLDER if (root / FOLDER).is_dir() else root
+  return root / FOLDER if (root / FOLDER).is_dir() or not root.is_dir() else root
 
 
 def _npz_expect(set_name: str) -> str:
@@ -156,6 +166,7 @@ def _png_expect(set_name: str) -> str:
 def _set_source(root: pathlib.Path, set_name: str) -> tuple[_common.Source, ...] | str:
   """The sources of one set, or a description of what is missing."""
   npz = f"images_{set_name}.npz"
+  archive = f"images_{set_name}.zip"
   folder = root / f"images_{set_name}"
   if (root / npz).is_file():
     if not (root / ALPHABETS_FILE).is_file():
@@ -164,16 +175,19 @@ def _set_source(root: pathlib.Path, set_name: str) -> tuple[_common.Source, ...]
         _common.Source.file(root, npz, _npz_expect(set_name)),
         _common.Source.file(root, ALPHABETS_FILE, _TSV_EXPECT),
     )
+  if (root / archive).is_file():
+    return (_common.Source.file(root, archive, f"the official zip of {_png_expect(set_name)}"),)
   if folder.is_dir():
     files = tuple(sorted(p.relative_to(root).as_posix() for p in folder.glob("*/*/*.png")))
-    return (
-        _common.Source(
-            key=f"images_{set_name}/", root=root, files=files, expect=_png_expect(set_name)
-        ),
-    )
+    if files:
+      return (
+          _common.Source(
+              key=f"images_{set_name}/", root=root, files=files, expect=_png_expect(set_name)
+          ),
+      )
   return (
-      f"missing {root / npz} (expected sha256 {KNOWN_SHA256[npz]}; {_npz_expect(set_name)})"
-      f" or a folder {folder}/ ({_png_expect(set_name)})"
+      f"missing the official {root / archive} (download {URLS[set_name]}) or its extracted"
+      f" folder {folder}/ ({_png_expect(set_name)}), or {root / npz} ({_npz_expect(set_name)})"
   )
 
 
@@ -200,13 +214,28 @@ def find_layout(root: pathlib.Path) -> _common.Layout:
   )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class _Set:
   """One set's characters (official order) and a reader of their drawings."""
 
   characters: tuple[Character, ...]
   npz_images: np.ndarray | None = None  # bool [N, 20, 105, 105], official order
   png_files: Mapping[Character, tuple[pathlib.Path, ...]] | None = None
+  zip_path: pathlib.Path | None = None  # png_files are then member names
+  _zip: zipfile.ZipFile | None = None
+
+  def _read(self, path) -> bytes:
+    if self.zip_path is None:
+      return pathlib.Path(path).read_bytes()
+    if self._zip is None:
+      self._zip = zipfile.ZipFile(self.zip_path)
+    try:
+      return self._zip.read(str(path))
+    except (zipfile.BadZipFile, OSError, KeyError) as e:  # a bad CRC-32 included
+      raise _common.FormatError(
+          f"{self.zip_path}: member {path} cannot be read ({e}); the zip is corrupt or"
+          f" incomplete: download it again from {URLS[self.characters[0].set_name]}."
+      ) from None
 
   def images(self, character: Character) -> np.ndarray:
     """uint8 [20, 105, 105] drawings of `character`, paper 255."""
@@ -215,14 +244,15 @@ class _Set:
       return self.npz_images[row].astype(np.uint8) * 255
     images = []
     for path in self.png_files[character]:
+      where = f"{self.zip_path}: member {path}" if self.zip_path else f"{path}"
       try:
-        with PIL.Image.open(path) as image:
+        with PIL.Image.open(io.BytesIO(self._read(path))) as image:
           images.append(np.asarray(image.convert("L")))
       except (OSError, ValueError) as e:
-        raise _common.FormatError(f"{path} is not a readable PNG image: {e}.") from e
+        raise _common.FormatError(f"{where} is not a readable PNG image: {e}.") from e
       if images[-1].shape != (SOURCE_SIZE, SOURCE_SIZE):
         raise _common.FormatError(
-            f"{path} is {images[-1].shape[1]}x{images[-1].shape[0]}, expected"
+            f"{where} is {images[-1].shape[1]}x{images[-1].shape[0]}, expected"
             f" {SOURCE_SIZE}x{SOURCE_SIZE}."
         )
     return np.stack(images)
@@ -292,16 +322,33 @@ def _read_npz_set(root: pathlib.Path, set_name: str) -> _Set:
 
 
 def _read_png_set(root: pathlib.Path, source: _common.Source, set_name: str) -> _Set:
+  """Lists (and checks the names of) the PNGs of a folder or of the official zip."""
   folder = root / f"images_{set_name}"
-  by_dir: dict[tuple[str, str], list[str]] = {}
-  for relpath in source.files:
-    _, alphabet, character, name = relpath.split("/")
-    by_dir.setdefault((alphabet, character), []).append(name)
+  zip_path = None
+  if source.key.endswith(".zip"):
+    zip_path = source.path
+    try:
+      with zipfile.ZipFile(zip_path) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".png") and "__MACOSX" not in n]
+    except (zipfile.BadZipFile, OSError) as e:
+      raise _common.FormatError(
+          f"{zip_path} cannot be read as a zip ({e}); expected {source.expect}: download it"
+          f" again from {URLS[set_name]}."
+      ) from None
+    members = [(n.split("/")[-3:], n) for n in names if n.count("/") >= 2]
+    folder = zip_path
+  else:
+    members = [(relpath.split("/")[1:], root / relpath) for relpath in source.files]
+  by_dir: dict[tuple[str, str], list[tuple[str, object]]] = {}
+  for (alphabet, character, name), path in members:
+    by_dir.setdefault((alphabet, character), []).append((name, path))
   files = {}
-  for (alphabet, character_dir), names in by_dir.items():
-    where = folder / alphabet / character_dir
+  for (alphabet, character_dir), entries in by_dir.items():
+    entries.sort()
+    names = [name for name, _ in entries]
+    where = f"{zip_path}: {alphabet}/{character_dir}/" if zip_path else folder / alphabet / character_dir
     number = _CHARACTER_DIR.match(character_dir)
-    matches = [_PNG_NAME.match(name) for name in sorted(names)]
+    matches = [_PNG_NAME.match(name) for name in names]
     ids = {m[1] for m in matches if m}
     if (
         number is None
@@ -311,12 +358,12 @@ def _read_png_set(root: pathlib.Path, source: _common.Source, set_name: str) -> 
         or [int(m[2]) for m in matches] != list(range(1, IMAGES_PER_CLASS + 1))
     ):
       raise _common.FormatError(
-          f"{where} holds {sorted(names)[:3]}... ({len(names)} PNGs); expected"
+          f"{where} holds {names[:3]}... ({len(names)} PNGs); expected"
           f" a characterNN folder of {IMAGES_PER_CLASS} files <id>_01.png .."
           f" <id>_{IMAGES_PER_CLASS}.png."
       )
     character = Character(alphabet, int(number[1]), int(ids.pop()), set_name == "background")
-    files[character] = tuple(where / name for name in sorted(names))
+    files[character] = tuple(path for _, path in entries)
   first = _FIRST_ID[set_name]
   ids = sorted(c.character_id for c in files)
   if ids != list(range(first, first + SET_SIZES[set_name])):
@@ -325,23 +372,24 @@ def _read_png_set(root: pathlib.Path, source: _common.Source, set_name: str) -> 
         f" expected {_png_expect(set_name)}, ids {first}..{first + SET_SIZES[set_name] - 1}."
     )
   characters = tuple(sorted(files, key=lambda c: c.character_id))
-  return _Set(characters=characters, png_files=files)
+  return _Set(characters=characters, png_files=files, zip_path=zip_path)
 
 
 def read_sets(layout: _common.Layout) -> dict[str, _Set]:
   """Reads every set the available splits need, checking its structure.
 
-  NumPy archives are read whole; PNGs are only listed here and decoded (and
-  checked) by `_Set.images`.
+  NumPy archives are read whole; PNGs (in a folder or a zip) are only listed
+  here and decoded (and checked) by `_Set.images`.
   """
   needed = [s for s in SETS if any(s in _SPLIT_SETS[split] for split in layout.available)]
+  sources = layout.sources()
   sets = {}
   for set_name in needed:
-    if (layout.root / f"images_{set_name}.npz").is_file():
+    if f"images_{set_name}.npz" in sources:
       sets[set_name] = _read_npz_set(layout.root, set_name)
     else:
-      source = layout.sources()[f"images_{set_name}/"]
-      sets[set_name] = _read_png_set(layout.root, source, set_name)
+      key = next(k for k in (f"images_{set_name}.zip", f"images_{set_name}/") if k in sources)
+      sets[set_name] = _read_png_set(layout.root, sources[key], set_name)
   return sets
 
 
@@ -349,6 +397,15 @@ def split_classes(sets: Mapping[str, _Set], split: str) -> list[Character]:
   """The classes of `split` in order (needs the sets of `_SPLIT_SETS[split]`)."""
   order = class_order([c for s in _SPLIT_SETS[split] for c in sets[s].characters])
   return order[: NUM_CLASSES["train"]] if split == "train" else order[NUM_CLASSES["train"] :]
+
+
+def verify_sources(layout: _common.Layout) -> dict[str, dict[str, str]]:
+  """sha256 of every source, checked against `SHA256SUMS` / `KNOWN_SHA256`.
+
+  Returns:
+    The record kept with the prepared data: {key: {"signature", "sha256"}}.
+  """
+  return _common.record_sources(layout, KNOWN_SHA256)
 
 
 def verify(root: pathlib.Path) -> dict[str, str]:
@@ -363,7 +420,7 @@ def verify(root: pathlib.Path) -> dict[str, str]:
     raise _common.MissingFileError(
         f"No Omniglot split can be prepared from {root}: {layout.missing['train']}."
     )
-  record = _common.record_sources(layout, KNOWN_SHA256)
+  record = verify_sources(layout)
   for image_set in read_sets(layout).values():
     if image_set.png_files is not None:
       for character in image_set.characters:
@@ -391,8 +448,13 @@ def builder_config(image_size: int) -> OmniglotConfig:
   )
 
 
-class Omniglot(tfds.core.GeneratorBasedBuilder):
-  """Omniglot from a local copy, split 963 / 660 classes as in the FLP paper."""
+class Omniglot(_common.LocalBuilder):
+  """Omniglot from a local copy, split 963 / 660 classes as in the FLP paper.
+
+  `tfds.builder("flpjax_omniglot/28x28", data_dir=CACHE)` (after `import
+  flpjax.datasets`); `download_and_prepare()` reads `dataset_dir()` unless
+  `download_config.manual_dir` names the folder.
+  """
 
   name = "flpjax_omniglot"
   VERSION = tfds.core.Version("1.0.0")
@@ -400,11 +462,17 @@ class Omniglot(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [builder_config(84), builder_config(28)]
   DEFAULT_CONFIG_NAME = "84x84"
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Nothing is downloaded. Pass the folder holding images_background.npz,
-  images_evaluation.npz and alphabets.tsv (or the official PNG folders
-  images_background/ and images_evaluation/) as the manual directory:
-  `flpjax.datasets.prepare("omniglot", data_dir=...)` does it.
+  Nothing is downloaded. Put the official images_background.zip and
+  images_evaluation.zip (https://github.com/brendenlake/omniglot/raw/master/python/),
+  or their extracted folders, or images_background.npz, images_evaluation.npz
+  and alphabets.tsv, in one folder and pass it as the manual directory
+  (default: <data dir>/omniglot).
   """
+  find_layout = staticmethod(find_layout)
+
+  @classmethod
+  def default_source_dir(cls) -> pathlib.Path:
+    return dataset_dir(None)
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size
@@ -437,10 +505,10 @@ class Omniglot(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    layout = find_layout(pathlib.Path(dl_manager.manual_dir))
+    layout = self.source_layout(dl_manager)
     if not layout.available:
       layout.require("train")
-    self.info.metadata[_common.SOURCES_KEY] = _common.record_sources(layout, KNOWN_SHA256)
+    self.info.metadata[_common.SOURCES_KEY] = self.verified_sources or verify_sources(layout)
     sets = read_sets(layout)
     return {split: self._generate_examples(sets, split) for split in layout.available}
 

@@ -2,7 +2,7 @@
 
 One lifetime sees ``N = ways`` classes and ``k = shots`` images of each, **one
 image per step** (``T = N k`` steps of batch 1), then is tested on unseen
-images of the same classes (REFERENCE.md 5.5, 6.2, 6.3):
+images of the same classes (docs/fidelity.md 5.5, 6.2, 6.3):
 
 * classes: ``N`` drawn without replacement from the split's classes;
   labels: a random permutation of ``0..N-1`` over them (per episode);
@@ -14,19 +14,29 @@ images of the same classes (REFERENCE.md 5.5, 6.2, 6.3):
   from an independent permutation instead, which can repeat support images
   (the reference's meta-training);
 * meta-testing (`sample_test_episode`): each class's images are split into a
-  support pool (Omniglot images 0-14, mini-ImageNet 0-29) and a held-out test
-  pool (Omniglot 15-19, mini-ImageNet 30-59); the support is ``k`` images of the
-  pool (the reference took the first ``k`` of its directory order, we draw
-  them at random), the query is the whole test pool.
+  support pool (Omniglot images 0-14, mini-ImageNet 0-29, a data set of your
+  own: the first half) and a held-out test pool (Omniglot 15-19, mini-ImageNet
+  30-59, your own: the rest; ``config.fewshot.support_pool`` / ``test_pool``
+  choose others); the support is ``k`` images of the pool (the reference took
+  the first ``k`` of its directory order, we draw them at random), the query is
+  the whole test pool.
 
 Images stay ``uint8`` on the device and are normalised inside the sampler
-(Omniglot ``x / 255``; mini-ImageNet ImageNet mean/std), so an episode never
-waits for host data. Targets are integer labels: ``ys (T, 1)``, ``yq (Q,)``.
+(Omniglot ``x / 255``; mini-ImageNet ImageNet mean/std; your own: the
+`Normalization` you give), so an episode never waits for host data. Targets are
+integer labels: ``ys (T, 1)``, ``yq (Q,)``.
+
+A data set of your own from the command line: ``config.task='custom'`` with
+``config.custom`` naming its splits (folders of class subfolders or array
+files, `flpjax.datasets.folder`), channels and normalisation statistics;
+`check_inputs` checks every split a run needs (class and image counts against
+the episode settings) before anything is loaded or compiled.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,20 +48,57 @@ from flpjax.tasks.base import ORDERS, Task, order_flags
 Order = Literal["iid", "continual"]
 
 #: Per data set: (meta-train split, meta-test split, meta-validation split,
-#: test-time support pool size = first images of each class).
-SPLITS = {  # meta-train, meta-test and validation splits; test-time support and test pools
+#: test-time support pool, test pool: the first images of each class, then the next).
+#: None: from the data (a data set of your own: half of each class's images, then the rest).
+SPLITS = {
     "omniglot": ("train", "test", None, 15, 5),
     "mini_imagenet": ("train", "test", "val", 30, 30),
+    "custom": ("train", "test", "val", None, None),
 }
+#: Images per class and channels of the standard data sets.
+SHAPES = {"omniglot": (20, 1), "mini_imagenet": (600, 3)}
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def normalize(x: jax.Array, dataset: str) -> jax.Array:
-  """uint8 images -> float32: ``x / 255`` (Omniglot) or ImageNet mean/std (RGB)."""
+class Normalization(NamedTuple):
+  """Model inputs from uint8 images: ``(x / 255 - mean) / std`` per channel.
+
+  ``mean`` and ``std`` have one entry per channel, or one for all; the default
+  is ``x / 255``. Pass one as ``dataset`` for a data set of your own.
+  """
+
+  mean: tuple[float, ...] = (0.0,)
+  std: tuple[float, ...] = (1.0,)
+
+
+#: The standard data sets' normalisations (Omniglot ``x / 255``; mini-ImageNet ImageNet's).
+NORMALIZATIONS = {
+    "omniglot": Normalization(),
+    "mini_imagenet": Normalization(tuple(map(float, _IMAGENET_MEAN)),
+                                   tuple(map(float, _IMAGENET_STD))),
+}
+
+
+def normalization(dataset) -> Normalization:
+  """The `Normalization` of ``dataset``: a standard data set's name, or a `Normalization`."""
+  if isinstance(dataset, Normalization):
+    return dataset
+  if isinstance(dataset, str) and dataset in NORMALIZATIONS:
+    return NORMALIZATIONS[dataset]
+  raise ValueError(f"unknown dataset {dataset!r}; expected one of {tuple(NORMALIZATIONS)} "
+                   "or a fewshot.Normalization(mean, std) for a data set of your own")
+
+
+def normalize(x: jax.Array, dataset) -> jax.Array:
+  """uint8 images -> float32: ``x / 255`` (Omniglot), ImageNet mean/std (mini-ImageNet), or
+  ``(x / 255 - mean) / std`` of a `Normalization`."""
   x = x.astype(jnp.float32) / 255.0
   if dataset == "mini_imagenet":
-    x = (x - _IMAGENET_MEAN) / _IMAGENET_STD
+    return (x - _IMAGENET_MEAN) / _IMAGENET_STD
+  n = normalization(dataset)
+  if n != Normalization():
+    x = (x - np.asarray(n.mean, np.float32)) / np.asarray(n.std, np.float32)
   return x
 
 
@@ -78,7 +125,7 @@ def _stream(key, images, classes, labels, support_idx, order: Order, dataset: st
 
 
 def sample_train_episode(
-    key: jax.Array, images: jax.Array, *, dataset: str, ways: int = 5, shots: int = 5,
+    key: jax.Array, images: jax.Array, *, dataset, ways: int = 5, shots: int = 5,
     queries: int = 5, order: Order = "iid", query_overlap: bool = False,
 ) -> Episode:
   """A meta-training lifetime; query images disjoint from the support by default.
@@ -86,7 +133,7 @@ def sample_train_episode(
   Args:
     key: a typed PRNG key.
     images: uint8 ``(classes, images_per_class, H, W, C)``.
-    dataset: ``'omniglot'`` or ``'mini_imagenet'`` (normalisation).
+    dataset: ``'omniglot'``, ``'mini_imagenet'`` or a `Normalization` (normalisation).
     ways, shots, queries: classes, support images and query images per class.
     order: ``'iid'`` or ``'continual'``, or a boolean array (True: continual;
       `flpjax.tasks.base.order_flags`) that selects the order at run time.
@@ -113,7 +160,7 @@ def sample_train_episode(
 
 
 def sample_test_episode(
-    key: jax.Array, images: jax.Array, *, dataset: str, ways: int = 5, shots: int = 5,
+    key: jax.Array, images: jax.Array, *, dataset, ways: int = 5, shots: int = 5,
     support_pool: int = 15, test_pool: int | None = None, order: Order = "iid",
 ) -> Episode:
   """A meta-test lifetime: support from images ``[0, support_pool)``, query the next
@@ -134,13 +181,14 @@ def sample_test_episode(
   return Episode(xs, ys, xq, jnp.repeat(labels, held))
 
 
-def make_train_task(images, *, dataset: str, ways=5, shots=5, queries=5,
+def make_train_task(images, *, dataset, ways=5, shots=5, queries=5,
                     order: Order | tuple[Order, ...] = "iid", query_overlap=False) -> Task:
   """Meta-training `Task` over ``images`` (its ``data``, kept uint8 on the device).
 
-  ``order`` a tuple (one order per run of `meta.make_runs_meta_step`): ``data`` is
-  ``(images, order_flags(order))`` with ``data_axes = (None, 0)``; the runs share the
-  images.
+  ``dataset``: a standard data set's name or a `Normalization` (a data set of
+  your own). ``order`` a tuple (one order per run of `meta.make_runs_meta_step`):
+  ``data`` is ``(images, order_flags(order))`` with ``data_axes = (None, 0)``;
+  the runs share the images.
   """
   per_run = isinstance(order, (tuple, list))
   _check(images, dataset, ways, shots + (0 if query_overlap else queries),
@@ -163,30 +211,49 @@ def make_train_task(images, *, dataset: str, ways=5, shots=5, queries=5,
   return Task(sample, jnp.asarray(images), "classification", shape, ways)
 
 
-def make_test_task(images, *, dataset: str, ways=5, shots=5, support_pool=None,
+def pools(dataset, images_per_class: int, support_pool: int | None = None,
+          test_pool: int | None = None) -> tuple[int, int]:
+  """``(support pool, test pool)`` of meta-testing: given, else the data set's.
+
+  Standard data sets: Omniglot 15 and 5, mini-ImageNet 30 and 30; a data set
+  of your own: the first half of each class's images and the rest.
+  """
+  name = dataset if isinstance(dataset, str) else "custom"
+  default_support, default_test = SPLITS.get(name, SPLITS["custom"])[3:]
+  support = support_pool or default_support or images_per_class // 2
+  test = test_pool or default_test or images_per_class - support
+  return support, test
+
+
+def make_test_task(images, *, dataset, ways=5, shots=5, support_pool=None, test_pool=None,
                    order: Order = "iid") -> Task:
-  """Meta-test `Task`: held-out images of each class (REFERENCE.md 6.2, 6.3)."""
-  support_pool = SPLITS[dataset][3] if support_pool is None else support_pool
-  _check(images, dataset, ways, support_pool + 1, order)
+  """Meta-test `Task`: held-out images of each class (docs/fidelity.md 6.2, 6.3).
+
+  Support from images ``[0, support_pool)`` of each class, queries the next
+  ``test_pool`` (defaults: `pools`).
+  """
+  support_pool, test_pool = pools(dataset, images.shape[1], support_pool, test_pool)
+  _check(images, dataset, ways, support_pool + test_pool, order)
   if shots > support_pool:
     raise ValueError(f"shots={shots} exceeds the test-time support pool of {support_pool} images")
 
   def sample(key, data):
     return sample_test_episode(key, data, dataset=dataset, ways=ways, shots=shots,
-                               support_pool=support_pool, test_pool=SPLITS[dataset][4],
-                               order=order)
+                               support_pool=support_pool, test_pool=test_pool, order=order)
 
   return Task(sample, jnp.asarray(images), "classification", tuple(images.shape[2:]), ways)
 
 
 def _check(images, dataset, ways, per_class_needed, order):
-  if dataset not in SPLITS:
-    raise ValueError(f"unknown dataset {dataset!r}; expected one of {tuple(SPLITS)}")
+  n = normalization(dataset)
   if order not in ORDERS:
     raise ValueError(f"unknown order {order!r}; expected one of {ORDERS}")
   if images.ndim != 5 or images.dtype != np.uint8:
     raise ValueError(f"images must be uint8 (classes, images, H, W, C), got "
                      f"{images.dtype} {images.shape}")
+  if any(len(v) not in (1, images.shape[-1]) for v in n):
+    raise ValueError(f"normalisation mean {n.mean} and std {n.std}: expected 1 or "
+                     f"{images.shape[-1]} values (the images' channels)")
   if images.shape[0] < ways:
     raise ValueError(f"{ways}-way episodes need at least {ways} classes, the split has "
                      f"{images.shape[0]}")
@@ -195,37 +262,125 @@ def _check(images, dataset, ways, per_class_needed, order):
                      f"{images.shape[1]}")
 
 
-def make_tasks(config):
-  """``(meta-train task, meta-test task)`` of a validated classification config."""
-  from flpjax import datasets  # pylint: disable=g-import-not-at-top
-  f = config.fewshot
-  name = config.task
-  train_split, test_split, _, pool, _ = SPLITS[name]
-  kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
-  train_images = datasets.load_split(name, train_split, **kwargs)
-  test_images = datasets.load_split(name, test_split, **kwargs)
-  if f.validation_classes:
-    train_images = train_images[:-f.validation_classes]
-  return (make_train_task(train_images, dataset=name, ways=f.ways, shots=f.shots,
-                          queries=f.queries_per_class, order=config.order,
-                          query_overlap=f.query_overlap),
-          make_test_task(test_images, dataset=name, ways=f.ways, shots=f.shots,
-                         support_pool=pool, order=config.order))
+# ------------------------------------------------------------------ from a config
 
 
-def make_validation_task(config):
-  """Meta-test-protocol lifetimes on validation classes (see `config.make_validation_task`)."""
-  from flpjax import datasets  # pylint: disable=g-import-not-at-top
+def config_dataset(config) -> str | Normalization:
+  """The samplers' ``dataset`` for a config: the standard data set's name, or for 'custom'
+  the `Normalization` of ``config.custom.mean`` and ``std``."""
+  if config.task == "custom":
+    return Normalization(tuple(map(float, config.custom.mean)),
+                         tuple(map(float, config.custom.std)))
+  return config.task
+
+
+def channels(config) -> int:
+  """Input channels of a config's data set."""
+  return config.custom.channels if config.task == "custom" else SHAPES[config.task][1]
+
+
+def custom_path(config, split: str) -> str:
+  """Where ``config.custom.<split>`` is: relative paths are under ``fewshot.data_dir``."""
+  path = os.path.expanduser(config.custom[split])
+  if not os.path.isabs(path) and config.fewshot.data_dir:
+    path = os.path.join(os.path.expanduser(config.fewshot.data_dir), path)
+  return os.path.abspath(path)
+
+
+def validation_split(config) -> str | None:
+  """The split validation lifetimes come from (None: the last meta-training classes)."""
+  val = SPLITS[config.task][2]
+  if config.task == "custom" and not config.custom.val:
+    return None
+  return val
+
+
+def needed_splits(config) -> list[str]:
+  """Every split a run of ``config`` reads: meta-train, meta-test, and validation for sweeps."""
+  train, test = SPLITS[config.task][:2]
+  out = [train, test]
+  if config.sweep.lrs and validation_split(config) is not None:
+    out.append(validation_split(config))
+  return out
+
+
+def _field(config, split: str) -> str:
+  if config.task == "custom":
+    return f"config.custom.{split}={custom_path(config, split)}"
+  return f"{config.task} split {split!r}"
+
+
+def check_inputs(config) -> None:
+  """Checks every split a run of ``config`` needs, from listings and stats alone.
+
+  Each split must be present; its classes and images per class must fit the
+  episodes: ``fewshot.ways`` classes (after ``validation_classes`` are held
+  out), ``shots + queries_per_class`` images for meta-training and
+  ``support_pool + test_pool`` for meta-testing and validation. Content
+  (checksums, decoding, channels) is checked when the split is prepared.
+
+  Raises:
+    DataError: a split is missing, or its classes are too few or too small
+      (the message names the split, the class and its count).
+  """
+  from flpjax import datasets  # pylint: disable=g-import-not-at-top  # tfds: only when needed
   f = config.fewshot
-  name = config.task
-  train_split, _, val_split, pool, _ = SPLITS[name]
-  kwargs = dict(data_dir=f.data_dir or None, image_size=f.image_size)
-  if val_split is not None:
-    images = datasets.load_split(name, val_split, **kwargs)
-  elif f.validation_classes:
-    images = datasets.load_split(name, train_split, **kwargs)[-f.validation_classes:]
+  splits = needed_splits(config)
+  if config.task == "custom":
+    shapes = {s: datasets.folder.inspect(custom_path(config, s)) for s in splits}
   else:
-    raise ValueError(f"{name} has no validation split: set config.fewshot.validation_classes "
-                     "to hold out meta-training classes")
-  return make_test_task(images, dataset=name, ways=f.ways, shots=f.shots, support_pool=pool,
-                        order=config.order)
+    layout_dir = f.data_dir or None
+    available = datasets.available_splits(config.task, layout_dir)
+    for split in splits:
+      if split not in available:
+        module = datasets.mini_imagenet if config.task == "mini_imagenet" else datasets.omniglot
+        module.find_layout(datasets.dataset_dir(config.task, layout_dir)).require(split)
+    per_class = SHAPES[config.task][0]
+    shapes = {s: ([f"{s} class {i}" for i in range(datasets.split_shape(config.task, s)[0])],
+                  per_class) for s in splits}
+  train, test = SPLITS[config.task][:2]
+  val = validation_split(config)
+  needs = {train: (f.shots + (0 if f.query_overlap else f.queries_per_class),
+                   f"fewshot.shots={f.shots} + fewshot.queries_per_class="
+                   f"{f.queries_per_class}")}
+  for split in {test, val} - {None}:
+    if split in shapes:
+      support, held = pools(config.task, shapes[split][1], f.support_pool, f.test_pool)
+      needs[split] = (max(support + held, f.shots + 1),
+                      f"the meta-test support pool {support} + test pool {held}"
+                      f" (fewshot.support_pool, fewshot.test_pool; fewshot.shots={f.shots})")
+  for split, (names, per_class) in shapes.items():
+    classes = len(names) - (f.validation_classes if split == train else 0)
+    if classes < f.ways:
+      raise datasets.DataError(
+          f"{_field(config, split)}: {classes} classes"
+          + (f" after fewshot.validation_classes={f.validation_classes} held out"
+             if split == train and f.validation_classes else "")
+          + f", too few for fewshot.ways={f.ways}")
+    need, why = needs.get(split, needs[train])
+    if per_class < need:
+      raise datasets.DataError(
+          f"{_field(config, split)}: class {names[0]!r} has {per_class} images (as every"
+          f" class), too few for {why} = {need} per class")
+  if config.sweep.lrs and val is None:
+    if not f.validation_classes:
+      raise datasets.DataError(
+          f"{_field(config, train)}: a sweep compares its runs on validation classes; set"
+          " fewshot.validation_classes > 0" + (" or config.custom.val" if config.task ==
+                                                "custom" else ""))
+    if f.validation_classes < f.ways:
+      raise datasets.DataError(
+          f"config.fewshot.validation_classes={f.validation_classes}: too few for"
+          f" fewshot.ways={f.ways} validation episodes")
+
+
+def load(config, split: str) -> np.ndarray:
+  """uint8 ``[classes, images, S, S, C]`` of one split of a config's data set."""
+  from flpjax import datasets  # pylint: disable=g-import-not-at-top
+  f = config.fewshot
+  if config.task == "custom":
+    images, _ = datasets.load_images(custom_path(config, split), image_size=f.image_size,
+                                     channels=config.custom.channels)
+    return images
+  return datasets.load_split(config.task, split, data_dir=f.data_dir or None,
+                             image_size=f.image_size)
