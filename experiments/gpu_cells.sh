@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU allocation -> finished paper-scale cells (issue 10):
+# One GPU allocation -> finished paper-scale cells:
 #
 #   OUT=/path/to/out experiments/gpu_cells.sh CELLS BUDGET_S [reproduce.py flags...]
 #   experiments/gpu_cells.sh 1:flp3:iid+continual,1:reuse1:iid+continual 540
@@ -14,6 +14,7 @@
 # $OUT/results/table<k>/<row>.json and its first network to $OUT/params/ as soon as
 # the cell is done, so a command killed at its limit keeps the cells it finished.
 # Back on the workstation: python experiments/reproduce.py --merge_from=<out>/results
+# PYTHON=/path/to/python names the interpreter (default: see below).
 set -u
 export PYTHONUNBUFFERED=1
 if [ $# -lt 2 ]; then
@@ -23,8 +24,21 @@ CELLS=$1; BUDGET=$2; shift 2
 case $BUDGET in ''|*[!0-9]*) echo "error: BUDGET_S=$BUDGET: expected whole seconds" >&2; exit 2;; esac
 START=$(date +%s)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT/results" "$OUT/params" || exit 2
-PY=${PYTHON:-python3}
-if ! "$PY" -c "import jax, optax, flax, chex, orbax.checkpoint, ml_collections, absl" 2>/dev/null
+# The interpreter: $PYTHON if set; else the first of python3 on PATH, the active virtual
+# environment's and the repository's .venv that has the packages (a test suite run as
+# .venv/bin/python -m pytest, without activating the environment, gets its own).
+HAS_PACKAGES="import jax, optax, flax, chex, orbax.checkpoint, ml_collections, absl"
+if [ -n "${PYTHON:-}" ]; then
+  PY=$PYTHON
+else
+  PY=python3
+  for candidate in python3 ${VIRTUAL_ENV:+"$VIRTUAL_ENV/bin/python"} .venv/bin/python; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "$HAS_PACKAGES" 2>/dev/null; then
+      PY=$candidate; break
+    fi
+  done
+fi
+if ! "$PY" -c "$HAS_PACKAGES" 2>/dev/null
 then
   if ! ls .whl/*.whl >/dev/null 2>&1; then
     echo "error: .whl/: the Python packages are missing here and no wheels were shipped" \

@@ -1,9 +1,23 @@
 """Meta-testing: many independent lifetimes, mean and standard error.
 
-Lifetimes are `vmap`ped in chunks of ``batch`` by one jitted function, called
-from a host loop that logs progress (rate, ETA) and keeps the next chunk in
-flight while the previous one is fetched; the last chunk is padded to the
-same shape, so there is one compilation.
+Two layers:
+
+* pure and array-valued, for your own `jax.jit` / `jax.vmap`:
+  `lifetime_metrics` (``{metric: (n,)}`` over ``n`` lifetimes' keys),
+  `make_lifetime_metrics` (one lifetime) and `mean_and_stderr`;
+* the host-side summary built on them: `evaluate` runs the lifetimes in
+  chunks of ``batch`` (one jitted `lifetime_metrics` per chunk) from a host
+  loop that logs progress (rate, ETA) and keeps the next chunk in flight while
+  the previous one is fetched (the last chunk is padded to the same shape, so
+  there is one compilation), and `summarize` turns the arrays into floats.
+
+Example:
+  >>> keys = jax.random.split(jax.random.key(0), 16)
+  >>> per_lifetime = jax.jit(lambda p: evaluate.lifetime_metrics(learner, task, p, keys,
+  ...                                                            task.data))(params)
+  >>> per_lifetime["mse"].shape
+  (16,)
+  >>> evaluate.evaluate(learner, task, params, jax.random.key(0), lifetimes=16)["mse"]
 """
 
 from __future__ import annotations
@@ -17,12 +31,21 @@ import numpy as np
 
 from flpjax import lifetime
 from flpjax import summary
-from flpjax.learners import Learner, Params
+from flpjax.learners import Learner, Params, check_task
 from flpjax.tasks.base import Task, metrics as task_metrics
 
 
 def make_lifetime_metrics(learner: Learner, task: Task):
-  """``f(params, key, data) -> metrics`` of one fresh lifetime (no gradient)."""
+  """``f(params, key, data) -> {metric: ()}`` of one fresh lifetime (no gradient).
+
+  The key is split into the episode's key and the learner's ``init`` key (as
+  in meta-training). Metrics: ``mse`` (regression), or ``accuracy``,
+  ``error`` and ``loss`` (classification), on the episode's query set.
+
+  Raises:
+    ValueError: the task's input shape is not the learner's (one line).
+  """
+  check_task(learner, task)
 
   def one(params: Params, key: jax.Array, data: Any) -> dict:
     k_episode, k_init = jax.random.split(key)
@@ -31,6 +54,42 @@ def make_lifetime_metrics(learner: Learner, task: Task):
     return task_metrics(task.output, pred, episode.yq)
 
   return one
+
+
+def lifetime_metrics(learner: Learner, task: Task, params: Params, keys: jax.Array,
+                     data: Any) -> dict[str, jax.Array]:
+  """Metrics of ``n`` independent lifetimes, one per key: ``{metric: (n,)}``.
+
+  Pure and jittable, and `vmap`-able over ``params`` (e.g. the runs of
+  `meta.make_runs_meta_step`, giving ``(R, n)``); lifetime ``i`` is the one
+  `evaluate` draws from ``keys[i]``.
+
+  Args:
+    learner, task: as for `make_lifetime_metrics`.
+    params: meta-parameters.
+    keys: PRNG keys ``(n,)``, e.g. ``jax.random.split(key, n)``.
+    data: the task's data (``task.data``), an argument so that jit does not
+      bake it into the program.
+
+  Returns:
+    ``{metric: (n,)}`` arrays.
+  """
+  return jax.vmap(make_lifetime_metrics(learner, task), (None, 0, None))(params, keys, data)
+
+
+def mean_and_stderr(values: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """``{metric: mean, metric_stderr: std (ddof 1) / sqrt(n)}`` of ``{metric: (n,)}`` arrays.
+
+  The jittable counterpart of `summarize` (which also counts diverged
+  lifetimes and returns Python floats).
+  """
+  out = {}
+  for name, v in values.items():
+    n = v.shape[0]
+    out[name] = jnp.mean(v)
+    out[f"{name}_stderr"] = (jnp.std(v, ddof=1) / math.sqrt(n) if n > 1
+                             else jnp.full((), jnp.nan, v.dtype))
+  return out
 
 
 def summarize(values: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -78,14 +137,15 @@ def evaluate(
     batch: lifetimes evaluated together with `vmap`.
 
   Returns:
-    ``{metric: mean, metric_stderr: ..., 'lifetimes': n, 'per_lifetime': {...}}``.
+    ``{metric: mean, metric_stderr: ..., 'lifetimes': n, 'per_lifetime': {...}}``
+    (Python floats and lists: `summarize` of `lifetime_metrics`).
   """
-  one = make_lifetime_metrics(learner, task)
+  check_task(learner, task)  # before anything is traced
   keys = jax.random.split(key, lifetimes)
   batch = min(batch, lifetimes)
   chunks = -(-lifetimes // batch)
   keys = jnp.concatenate([keys, keys[:chunks * batch - lifetimes]])  # pad the last chunk
-  run_chunk = jax.jit(jax.vmap(one, (None, 0, None)))
+  run_chunk = jax.jit(lambda p, k, d: lifetime_metrics(learner, task, p, k, d))
   progress = summary.Progress("evaluation: lifetime", 0, lifetimes, every_s=10.0)
 
   def dispatch(c):  # asynchronous: returns before the chunk is computed

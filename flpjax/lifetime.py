@@ -12,6 +12,17 @@ pass. ``remat='nested'`` checkpoints chunks of ``chunk`` steps as well, storing
 about ``T / chunk + chunk`` fast states at the price of one more forward pass;
 use it for long lifetimes or wide plastic layers. ``remat='none'`` stores every
 intermediate (fastest for short lifetimes, most memory).
+
+Everything here is a pure function of arrays: compose it with `jax.jit`,
+`jax.vmap` (e.g. over lifetimes' keys, or over runs' parameters) and `jax.grad`.
+Inputs whose example shape is not the learner's ``input_shape`` are refused
+with one ``ValueError`` line before anything is traced (`learners.check_inputs`).
+
+Example (``learner``, ``params`` and a task as in `flpjax.meta`'s example):
+  >>> episode = task.sample(jax.random.key(3), task.data)
+  >>> fast, _ = lifetime.run(learner, params, episode.xs, episode.ys)
+  >>> y_hat = lifetime.predict(learner, params, fast, episode.xq)   # (Q, m)
+  >>> loss, _ = lifetime.query_loss(learner, params, episode, types.loss_fn("regression"))
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from flpjax.learners.base import Learner
+from flpjax.learners.base import Learner, check_inputs
 from flpjax.types import Episode, FastState, Params
 
 Remat = Literal["none", "step", "nested"]
@@ -31,7 +42,8 @@ REMATS = ("none", "step", "nested")
 
 
 def encode_stream(learner: Learner, params: Params, xs: jax.Array) -> jax.Array:
-  """Frozen-trunk features of a whole stream ``(T, B, ...) -> (T, B, d)`` in one call."""
+  """Frozen-trunk features of a whole stream ``(T, B, *input_shape) -> (T, B, d)`` in one call."""
+  check_inputs(learner, xs.shape[2:], "xs (T, B, *input_shape)")
   t, b = xs.shape[:2]
   h = learner.encode(params, xs.reshape((t * b,) + xs.shape[2:]))
   return h.reshape((t, b) + h.shape[1:])
@@ -114,7 +126,8 @@ def run_encoded(learner: Learner, params: Params, h: jax.Array, ys: jax.Array, *
 
 
 def predict(learner: Learner, params: Params, fast: FastState, x: jax.Array) -> jax.Array:
-  """Outputs of the network with fast weights ``fast`` on raw inputs ``(N, ...)``."""
+  """Outputs ``(N, m)`` of the network with fast weights ``fast`` on raw inputs ``(N, *input_shape)``."""
+  check_inputs(learner, x.shape[1:], "x (N, *input_shape)")
   return learner.predict(params, fast, learner.encode(params, x))
 
 
@@ -131,7 +144,19 @@ def query_predictions(
 
   The frozen trunk runs once on support and query together (one batch of
   ``T B + Q`` examples).
+
+  Args:
+    learner, params: the learner and its meta-parameters.
+    episode: support ``xs (T, B, *input_shape)``, ``ys (T, B, ...)``; query
+      ``xq (Q, *input_shape)``.
+    key: PRNG key for the learner's ``init``.
+    remat, chunk: as for `run`.
+
+  Returns:
+    The predictions on the query inputs, ``(Q, m)``.
   """
+  check_inputs(learner, episode.xs.shape[2:], "episode.xs (T, B, *input_shape)")
+  check_inputs(learner, episode.xq.shape[1:], "episode.xq (Q, *input_shape)")
   t, b = episode.xs.shape[:2]
   x = jnp.concatenate([episode.xs.reshape((t * b,) + episode.xs.shape[2:]), episode.xq])
   h = learner.encode(params, x)
@@ -152,8 +177,15 @@ def query_loss(
 ) -> tuple[jax.Array, jax.Array]:
   """Meta-loss of one lifetime: the query loss after the whole support stream.
 
+  Differentiable with `jax.grad` with respect to ``params`` (the meta-gradient
+  of full backprop, `flpjax.estimators.full`).
+
+  Args:
+    learner, params, episode, key, remat, chunk: as for `query_predictions`.
+    loss_fn: ``loss_fn(pred (Q, m), yq) -> ()``, e.g. `flpjax.types.loss_fn`.
+
   Returns:
-    ``(loss, predictions)`` with predictions on the query inputs.
+    ``(loss (), predictions (Q, m))`` with predictions on the query inputs.
   """
   pred = query_predictions(learner, params, episode, key=key, remat=remat, chunk=chunk)
   return loss_fn(pred, episode.yq), pred

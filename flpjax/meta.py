@@ -4,7 +4,9 @@ The meta-step is written once (`make_meta_step`): an estimator
 (`flpjax.estimators`) gives the meta-gradient, `guard` turns a step that
 cannot be applied into a skipped one, the optimizer updates, and metrics
 come out. It serves one run, and ``R`` runs `vmap`ped together
-(`make_runs_meta_step`).
+(`make_runs_meta_step`). It takes any ``optax.GradientTransformation``:
+`make_optimizer`'s (the paper's Adams, one per group), or one of your own,
+e.g. ``optax.multi_transform`` over `learners.param_labels`.
 
 The optimizer gives each meta-parameter group that the learner declares
 (`Learner.groups`) its own Adam and learning rate through one
@@ -14,13 +16,16 @@ learning rate 0 is frozen (`optax.set_to_zero`). `optax.apply_if_finite`
 guards the update: a meta-step whose loss or gradient is not finite leaves
 the parameters and the optimizer state untouched and is counted.
 
-Example:
-  >>> learner = learners.flp(nets.regression_mlp(), (11,), 3)
-  >>> task = sine.make_task(pool=sine.sample_functions(jax.random.key(1), 400))
-  >>> opt = make_optimizer(PAPER_REGRESSION_LRS, learner)
-  >>> state = init_state(learner, opt, jax.random.key(0))
-  >>> step = make_meta_step(estimators.full.make(learner, task), opt)
-  >>> state, metrics = step(state, jax.random.key(2), task.data)
+Example (a small network; ``nets.regression_mlp()`` is the paper's 9 layers):
+  >>> from flpjax import estimators, learners, meta, nets
+  >>> from flpjax.tasks import sine
+  >>> task = sine.make_task(pool=sine.sample_functions(jax.random.key(1), 20),
+  ...                       n_functions=2, steps_per_function=5, batch_size=4)
+  >>> learner = learners.flp(nets.regression_mlp((32, 32)), task.input_shape, 2)
+  >>> opt = meta.make_optimizer(meta.PAPER_REGRESSION_LRS, learner)
+  >>> state = meta.init_state(learner, opt, jax.random.key(0))
+  >>> step = meta.make_meta_step(estimators.full.make(learner, task), opt)
+  >>> state, metrics = step(state, jax.random.key(2), task.data)  # `state` is consumed
 """
 
 from __future__ import annotations
@@ -179,11 +184,33 @@ def init_state(learner: Learner, optimizer: optax.GradientTransformation, key: j
   return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), est)
 
 
+def _check_optimizer(optimizer: Any) -> None:
+  if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+    raise TypeError(f"optimizer: expected an optax.GradientTransformation (e.g. optax.adam(1e-3) "
+                    f"or meta.make_optimizer(...)), got {type(optimizer).__name__}")
+
+
+def _check_opt_state(optimizer: optax.GradientTransformation, opt_state: Any,
+                     params: Params) -> None:
+  """One line when ``opt_state`` was not made by ``optimizer.init`` for ``params``."""
+  try:
+    expected = jax.eval_shape(optimizer.init, params)
+  except Exception as e:  # pylint: disable=broad-except  # the user's optimizer on these params
+    raise ValueError(f"optimizer.init fails on these meta-parameters ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
+  if jax.tree.structure(expected) != jax.tree.structure(opt_state):
+    raise ValueError(
+        "state.opt_state does not have the structure of this optimizer's state: make the "
+        "state with meta.init_state(learner, optimizer, key) (or meta.init_states for runs) "
+        "using the optimizer given to the meta-step")
+
+
 def make_meta_step(
     estimator: Estimator,
     optimizer: optax.GradientTransformation,
     *,
     jit: bool = True,
+    donate: bool = True,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-training step ``(state, key, data) -> (state, metrics)``, for every estimator.
 
@@ -191,36 +218,73 @@ def make_meta_step(
   2. ``grads = estimator.meta_grad(params, ...)``, then `guard`;
   3. the optimizer's update of ``params``. A step whose loss or gradient is
      not finite leaves the parameters (``prepare``'s change included) and the
-     optimizer state untouched (`optax.apply_if_finite`).
+     optimizer state untouched.
 
-  Metrics: ``loss`` (meta-loss before the update), ``grad_norm``, ``finite``
-  (whether the update was applied), ``nonfinite_total`` and
-  ``nonfinite_in_row`` (from `optax.apply_if_finite`), ``grad_norm_<key>`` for
-  each top-level key of the meta-parameters (``ff``, ``fb``, ``alpha``, ...),
-  plus the estimator's own.
+  Any ``optax.GradientTransformation`` works. With `make_optimizer`'s (wrapped
+  in ``optax.apply_if_finite``) the skipped steps are counted in its state;
+  with any other, the step skips them itself and keeps no count.
+
+  Args:
+    estimator: the meta-gradient estimator (`flpjax.estimators`), e.g.
+      ``estimators.full.make(learner, task)``.
+    optimizer: the optimizer of the meta-parameters; ``state.opt_state`` must
+      be its state (`init_state`).
+    jit: return the step compiled with `jax.jit` (False: the plain function,
+      e.g. to put inside a jit or vmap of one's own).
+    donate: when jitted, the step consumes the ``state`` it is given (its
+      buffers are reused for the new state, so one state is in memory, not
+      two): reading that state afterwards raises ``RuntimeError: Array has been
+      deleted``. Keep using ``state, metrics = step(state, ...)``, or pass
+      ``donate=False`` to keep the old state readable (at the cost of a copy).
+
+  Returns:
+    ``step(state, key, data) -> (state, metrics)``, where ``key`` is this
+    meta-step's PRNG key and ``data`` the task's (``task.data``). Metrics
+    (arrays of shape ``()``): ``loss`` (meta-loss before the update),
+    ``grad_norm``, ``finite`` (whether the update was applied),
+    ``grad_norm_<key>`` for each top-level key of the meta-parameters (``ff``,
+    ``fb``, ``alpha``, ...), the estimator's own, and with an
+    ``optax.apply_if_finite`` optimizer ``nonfinite_total`` and
+    ``nonfinite_in_row``.
+
+  Raises:
+    TypeError: ``optimizer`` is not a gradient transformation (at once).
+    ValueError: ``state.opt_state`` is not this optimizer's state (when the
+      step is first traced, before compiling).
   """
+  _check_optimizer(optimizer)
 
   def meta_step(state: TrainState, key: jax.Array, data: Any):
+    _check_opt_state(optimizer, state.opt_state, state.params)
     params = estimator.prepare(state.params, key, data)
     grads, est_state, metrics = estimator.meta_grad(params, state.estimator, key, data)
     grads = guard(metrics["loss"], grads)
     grad_norm = metrics["grad_norm"] if "grad_norm" in metrics else global_norm(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     new = optax.apply_updates(params, updates)
-    new = jax.tree.map(lambda a, b: jnp.where(opt_state.last_finite, a, b), new, state.params)
+    if isinstance(opt_state, optax.ApplyIfFiniteState):  # the guard's counters
+      finite = opt_state.last_finite
+      counters = {"nonfinite_total": opt_state.total_notfinite,
+                  "nonfinite_in_row": opt_state.notfinite_count}
+    else:  # an optimizer without the guard: skip the step here (`guard` made grads NaN)
+      finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+      opt_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), opt_state, state.opt_state)
+      counters = {}
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state.params)
     by_key = ({f"grad_norm_{k}": global_norm(v) for k, v in grads.items()}
               if isinstance(grads, dict) else {})
     metrics = {
         **metrics,
         **by_key,
         "grad_norm": grad_norm,
-        "finite": opt_state.last_finite,
-        "nonfinite_total": opt_state.total_notfinite,
-        "nonfinite_in_row": opt_state.notfinite_count,
+        "finite": finite,
+        **counters,
     }
     return TrainState(state.step + 1, new, opt_state, est_state), metrics
 
-  return jax.jit(meta_step, donate_argnums=0) if jit else meta_step
+  if not jit:
+    return meta_step
+  return jax.jit(meta_step, donate_argnums=0) if donate else jax.jit(meta_step)
 
 
 def init_states(learner: Learner, optimizer: optax.GradientTransformation,
@@ -233,17 +297,22 @@ def make_runs_meta_step(
     estimator: Estimator,
     optimizer: optax.GradientTransformation,
     data_axes: Any = None,
+    *,
+    donate: bool = True,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-step of ``R`` independent runs as one `vmap`ped program.
 
   ``(states, keys (R,), data) -> (states, metrics)``: run ``r`` takes the step
-  `make_meta_step` takes with ``states[r]`` and ``keys[r]``; the task's data is
+  `make_meta_step` takes with ``states[r]`` and ``keys[r]`` (every leaf of
+  ``states`` and of ``metrics`` has the leading run axis ``R``); the task's data is
   shared, except the parts ``data_axes`` (`Task.data_axes`, a ``vmap``
   ``in_axes`` prefix of ``data``) maps over the runs, e.g. one stream order per
   run, so that the i.i.d. and continual cells of a row train as one program. Independent seeds of a table row, or a sweep over learning rates
   (`set_learning_rates`), become one program: on a GPU a single 300-wide
   lifetime leaves most of the chip idle. When the states are sharded along the
   run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
+  ``donate``: as for `make_meta_step` (the given ``states`` are consumed).
   """
   step = make_meta_step(estimator, optimizer, jit=False)
-  return jax.jit(jax.vmap(step, in_axes=(0, 0, data_axes)), donate_argnums=0)
+  runs = jax.vmap(step, in_axes=(0, 0, data_axes))
+  return jax.jit(runs, donate_argnums=0) if donate else jax.jit(runs)

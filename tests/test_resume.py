@@ -1,5 +1,6 @@
 """Runs that survive: SIGKILL and resume, extension, determinism, non-finite meta-steps."""
 
+import glob
 import logging
 import os
 import random
@@ -16,6 +17,7 @@ import pytest
 
 from flpjax import config as config_lib
 from flpjax import meta, summary, train
+from flpjax.experiment import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -162,6 +164,54 @@ def test_resume_extends_a_finished_run_exactly(straight_run, tmp_path):
   end_of_first_run = records.pop(2)  # the only extra: the 8-step run's last record
   assert end_of_first_run["step"] == 8
   assert records == _records(straight_run)
+
+
+def _corrupt_state(workdir, step):
+  """Truncates the array files of checkpoint ``step``'s state (a damaged disk or copy)."""
+  data = glob.glob(os.path.join(workdir, "checkpoints", str(step), "state", "**", "d", "*"),
+                   recursive=True)
+  assert data
+  for path in data:
+    with open(path, "r+b") as f:
+      f.truncate(7)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore
+def test_a_corrupted_latest_checkpoint_is_set_aside_and_the_run_resumes(straight_run, tmp_path,
+                                                                        caplog):
+  """The latest checkpoint (12) unreadable: moved aside with a warning, and the run opens at
+  8, the newest good one (from which a resumed run recomputes the uninterrupted steps)."""
+  workdir = str(tmp_path / "damaged")
+  shutil.copytree(straight_run, workdir)
+  _corrupt_state(workdir, 12)
+  config = tiny_config()
+  learner = config_lib.make_learner(config)
+  optimizer = config_lib.make_optimizer(config, learner)
+  estimator = config_lib.make_estimator(config, learner, config_lib.make_tasks(config)[0])
+  mngr = train.checkpoint_manager(workdir, config.keep_checkpoints)
+  try:
+    with caplog.at_level(logging.WARNING):
+      state, _, start = loop.open_run(mngr, config, workdir, learner, optimizer, estimator)
+    assert start == 8 and mngr.latest_step() == 8
+  finally:
+    mngr.close()
+  assert "checkpoint 12 cannot be restored (" in caplog.text
+  assert "resuming from checkpoint 8" in caplog.text
+  assert os.listdir(os.path.join(workdir, "checkpoints_unreadable")) == ["12"]
+  assert _steps(workdir) == [8]
+  _assert_same_params(train.restore_params(straight_run, config, 8)[0], state.params)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # tensorstore
+def test_no_restorable_checkpoint_stops_with_the_latest_ones_error(straight_run, tmp_path):
+  workdir = str(tmp_path / "damaged")
+  shutil.copytree(straight_run, workdir)
+  for step in (8, 12):
+    _corrupt_state(workdir, step)
+  with pytest.raises(train.WorkdirError, match=r"checkpoints/12: cannot restore this checkpoint"):
+    train.train_and_evaluate(tiny_config(), workdir)
+  assert _steps(workdir) == [8, 12]  # nothing moved
+  assert not os.path.exists(os.path.join(workdir, "checkpoints_unreadable"))
 
 
 def test_same_seed_same_run_other_seed_other_run(straight_run, tmp_path):

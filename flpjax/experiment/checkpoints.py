@@ -6,6 +6,14 @@ how randomness follows from the step, the metrics window, the config) and,
 for estimators with state (truncated backprop), ``estimator``. orbax writes
 into a temporary directory renamed into place, so a process killed at any
 moment leaves the previous or the new checkpoint, never a broken one.
+
+A writing manager (`checkpoint_manager` without ``read_only``) holds the
+workdir's lock (`workdir.WorkdirLock`) from before orbax looks at the directory
+until it is closed, so a second process on the same workdir stops at once
+instead of racing on orbax's temporary directories and the metrics file.
+Files damaged afterwards (a disk error, a copy cut short) are handled on
+resume: `restore_latest` sets an unreadable latest checkpoint aside and
+restores the newest good one.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Any, NamedTuple
+
+from absl import logging
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +34,45 @@ from flpjax import config as config_lib
 from flpjax import meta
 from flpjax.experiment import metrics as metrics_lib
 from flpjax.experiment.errors import WorkdirError, _one_line
-from flpjax.experiment.workdir import read_config
+from flpjax.experiment.workdir import WorkdirLock, lock_workdir, read_config
+
+#: Where `restore_latest` moves checkpoints that cannot be restored: ``<workdir>/<this>/<step>``.
+SET_ASIDE_DIR = "checkpoints_unreadable"
+
+
+class _LockedManager(ocp.CheckpointManager):
+  """A checkpoint manager that releases its workdir's lock when closed."""
+
+  def __init__(self, *args, lock: WorkdirLock, **kwargs):
+    self._workdir_lock = lock
+    try:
+      super().__init__(*args, **kwargs)
+    except BaseException:
+      lock.release()
+      raise
+
+  def close(self):
+    try:
+      super().close()
+    finally:
+      self._workdir_lock.release()
+
 
 def checkpoint_manager(workdir: str, keep: int = 3, read_only: bool = False
                        ) -> ocp.CheckpointManager:
-  """The orbax manager of ``<workdir>/checkpoints`` (items ``state`` and ``run``)."""
-  return ocp.CheckpointManager(
+  """The orbax manager of ``<workdir>/checkpoints`` (items ``state`` and ``run``).
+
+  Unless ``read_only``, it takes the workdir's lock first and releases it in
+  ``close()`` (call it, e.g. in a ``finally``).
+
+  Raises:
+    WorkdirError: (writing) another process holds the workdir; the message names it.
+  """
+  kwargs = {}
+  cls = ocp.CheckpointManager
+  if not read_only:
+    kwargs, cls = {"lock": lock_workdir(workdir)}, _LockedManager
+  return cls(
       os.path.join(workdir, "checkpoints"),
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "estimator": ocp.StandardCheckpointHandler(),
@@ -37,7 +80,7 @@ def checkpoint_manager(workdir: str, keep: int = 3, read_only: bool = False
       options=ocp.CheckpointManagerOptions(
           max_to_keep=None if read_only else keep, save_interval_steps=0 if read_only else 1,
           create=not read_only, read_only=read_only, cleanup_tmp_directories=not read_only,
-          enable_async_checkpointing=False))
+          enable_async_checkpointing=False), **kwargs)
 
 
 class Checkpointed(NamedTuple):
@@ -112,6 +155,70 @@ def restore(mngr: ocp.CheckpointManager, step: int, config=None, estimator=None)
       state is not None and int(np.max(jax.device_get(state.step))) != step):
     raise WorkdirError(f"{where}: inconsistent checkpoint (metadata {run!r:.80})")
   return run, state
+
+
+def _set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
+  """Moves checkpoint ``step`` to ``<workdir>/checkpoints_unreadable/<step>[.n]``; returns where."""
+  source = os.path.join(str(mngr.directory), str(step))
+  root = os.path.join(os.path.dirname(str(mngr.directory)), SET_ASIDE_DIR)
+  os.makedirs(root, exist_ok=True)
+  target, n = os.path.join(root, str(step)), 1
+  while os.path.exists(target):
+    target, n = os.path.join(root, f"{step}.{n}"), n + 1
+  os.rename(source, target)
+  return target
+
+
+def restore_latest(mngr: ocp.CheckpointManager, config, estimator=None, check=None):
+  """`restore` of the newest checkpoint that can be restored, setting newer broken ones aside.
+
+  Checkpoints are tried from the latest down. When one restores (and passes
+  ``check``), every newer one that failed is moved to
+  ``<workdir>/checkpoints_unreadable/`` with a warning naming it and why, and
+  the run goes on from the good one (a resumed run recomputes the same steps).
+  When none restores, nothing is moved and the latest one's error is raised.
+
+  Args:
+    mngr: a writing manager of the workdir.
+    config, estimator: as for `restore`.
+    check: ``check(run, step)`` called with the run metadata before the state
+      is restored; what it raises (e.g. a config of another run) propagates
+      unchanged, without trying older checkpoints.
+
+  Returns:
+    ``(step, run, state)``, or ``(None, None, None)`` when there is no checkpoint.
+
+  Raises:
+    WorkdirError: no checkpoint can be restored (the latest one's error).
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  failed = []
+  for step in steps:
+    try:
+      run, _ = restore(mngr, step)
+    except WorkdirError as e:
+      failed.append((step, e))
+      continue
+    if check is not None:
+      check(run, step)
+    try:
+      _, state = restore(mngr, step, config, estimator)
+      if not all_finite(state):
+        raise WorkdirError(f"{os.path.join(str(mngr.directory), str(step))}: holds non-finite "
+                           "values")
+    except WorkdirError as e:
+      failed.append((step, e))
+      continue
+    for bad, error in failed:
+      where = _set_aside(mngr, bad)
+      logging.warning("checkpoint %d cannot be restored (%s); moved to %s; resuming from "
+                      "checkpoint %d", bad, error, where, step)
+    if failed:
+      mngr.reload()
+    return step, run, state
+  if failed:
+    raise failed[0][1]
+  return None, None, None
 
 
 def load_run(workdir: str, config=None, step: int | None = None):

@@ -1,9 +1,13 @@
-"""A run's directory: creating and checking it, its config, and what may change on resume."""
+"""A run's directory: creating, checking and locking it, its config, and what may change on resume."""
 
 from __future__ import annotations
 
+import datetime
+import fcntl
 import json
 import os
+import socket
+import sys
 from typing import Any
 
 import ml_collections
@@ -30,7 +34,7 @@ def prepare_workdir(workdir: str) -> str:
     raise WorkdirError(f"--workdir={workdir}: cannot create it ({e.strerror})") from None
   if not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir={workdir}: exists and is not a directory")
-  probe = os.path.join(workdir, ".write_test")
+  probe = os.path.join(workdir, f".write_test.{os.getpid()}")
   try:
     with open(probe, "w") as f:
       f.write("ok")
@@ -38,6 +42,86 @@ def prepare_workdir(workdir: str) -> str:
   except OSError as e:
     raise WorkdirError(f"--workdir={workdir}: not writable ({e.strerror})") from None
   return workdir
+
+
+#: The lock file of a workdir in use: ``<workdir>/.lock``, holding the owner's pid.
+LOCK_FILE = ".lock"
+
+
+class WorkdirLock:
+  """An exclusive lock on a workdir, held by this process until `release` (or its end).
+
+  It is an ``flock`` on ``<workdir>/.lock``: the kernel releases it when the
+  process ends, however it ends (a SIGKILLed run leaves a file that locks
+  nothing, and the next run takes it over). The file records the holder's pid,
+  host, command and start time, which a refused process names. Not reentrant:
+  one writer per workdir, also within a process.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._fd = None
+    try:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise WorkdirError(f"--workdir={workdir}: cannot create its lock file {LOCK_FILE} "
+                         f"({e.strerror})") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      holder = _read_holder(fd)
+      os.close(fd)
+      raise WorkdirError(
+          f"--workdir={workdir} is in use by {holder}; wait for it to end (or stop it), or "
+          "use another --workdir") from None
+    info = {"pid": os.getpid(), "host": socket.gethostname(),
+            "command": " ".join([os.path.basename(sys.executable)] + sys.argv)[:300],
+            "since": datetime.datetime.now().isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    self._fd = fd
+
+  @property
+  def held(self) -> bool:
+    return self._fd is not None
+
+  def release(self) -> None:
+    """Releases the lock (idempotent); the file stays, empty."""
+    if self._fd is None:
+      return
+    fd, self._fd = self._fd, None
+    try:
+      os.ftruncate(fd, 0)
+    finally:
+      os.close(fd)  # closing the last descriptor releases the flock
+
+  def __enter__(self) -> "WorkdirLock":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def _read_holder(fd: int) -> str:
+  """``process <pid> (<command>) on <host> since <time>``, from the lock file."""
+  try:
+    info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+  except (OSError, ValueError):
+    info = {}
+  if not isinstance(info, dict) or "pid" not in info:
+    return "another process (its lock file names none)"
+  where = "" if info.get("host") == socket.gethostname() else f" on {info.get('host')}"
+  return (f"process {info['pid']}{where} ({info.get('command', '?')}, since "
+          f"{info.get('since', '?')})")
+
+
+def lock_workdir(workdir: str) -> WorkdirLock:
+  """Takes the workdir's lock (`WorkdirLock`) at once, or stops.
+
+  Raises:
+    WorkdirError: another process holds it; the message names that process.
+  """
+  return WorkdirLock(workdir)
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

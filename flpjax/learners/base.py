@@ -14,6 +14,9 @@ instead of assuming:
   labels(params)                   -> the group name of every leaf of ``params``
   plastic_weights(fast)            -> ``{layer: W (out, in)}``, the weights that
                                       change within a lifetime (for the analyses)
+  input_shape                      -> the shape of one raw input example, e.g.
+                                      ``(11,)``; `lifetime` refuses inputs of
+                                      another shape (`check_inputs`)
 
 The network is split into a *frozen trunk* (meta-learned, fixed within a
 lifetime) and the last ``n_plastic`` dense layers, whose weights are in the
@@ -22,8 +25,11 @@ per lifetime on every example, outside the scan (`lifetime.run`).
 
 Meta-parameters are one dict of groups; per-layer entries are keyed by the
 layer's index in the network, as a string. Every learner has ``'ff'`` (the
-initial weights ``[{'w', 'b'}] * n_layers``, frozen layers too); the others
-are the learner's own (see each learner's ``groups``).
+initial weights ``[{'w', 'b'}] * n_layers``, frozen layers too: a list, indexed
+by the layer); the others are the learner's own (see each learner's
+``groups``). The optimizer group of every leaf is what `param_labels` says,
+not the top-level key alone: FLP's readout plasticity ``params['alpha'][str(readout)]``
+is the group ``'alpha_readout'``.
 
 Adding a learner: a module in this package with a constructor returning a
 `Learner`, and one line in `flpjax.experiment.registry.LEARNERS`.
@@ -31,6 +37,8 @@ Adding a learner: a module in this package with a constructor returning a
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -45,7 +53,13 @@ FF = Group("ff", 1e-4, "initial feed-forward weights and biases of every layer")
 
 
 class Learner(NamedTuple):
-  """The pure functions that define a lifetime, and the learner's declarations."""
+  """The pure functions that define a lifetime, and the learner's declarations.
+
+  Built by the constructors of `flpjax.learners` (`flp`, `gradient`, `dfa`,
+  `fa`, `learned_rule`, `plastic_feedback`, `with_trunk`); see the module
+  docstring for what each field computes. ``input_shape`` is the shape of one
+  raw example (None: unknown, nothing is checked).
+  """
 
   init_params: Callable[[jax.Array], Params]
   init: Callable[[Params, jax.Array], FastState]
@@ -57,6 +71,48 @@ class Learner(NamedTuple):
   groups: tuple[Group, ...] = (FF,)
   labels: Callable[[Params], Any] | None = None
   plastic_weights: Callable[[FastState], dict] | None = None
+  input_shape: tuple[int, ...] | None = None
+
+
+def check_inputs(learner: Learner, shape: Sequence[int], what: str = "inputs") -> None:
+  """Refuses examples whose shape is not the learner's ``input_shape``, in one line.
+
+  Called by `flpjax.lifetime` before anything is traced through the lifetime,
+  so that a mismatch names the two shapes instead of failing deep inside the scan.
+
+  Args:
+    learner: the learner (nothing is checked when its ``input_shape`` is None).
+    shape: the shape of one example, without the step and batch axes.
+    what: what the examples are, for the message (e.g. ``'task.input_shape'``).
+
+  Raises:
+    ValueError: the shapes differ.
+  """
+  expected = learner.input_shape
+  if expected is not None and tuple(shape) != tuple(expected):
+    raise ValueError(
+        f"{what}: examples of shape {tuple(shape)} do not fit this learner, built for input "
+        f"shape {tuple(expected)}; build the learner with the task's shape, e.g. "
+        "learners.flp(layers, task.input_shape, n_plastic)")
+
+
+def check_task(learner: Learner, task) -> None:
+  """`check_inputs` for a `flpjax.types.Task`: its ``input_shape`` must be the learner's."""
+  check_inputs(learner, task.input_shape, "task.input_shape")
+
+
+def records_input_shape(constructor: Callable[..., Learner]) -> Callable[..., Learner]:
+  """``constructor`` (which takes an ``input_shape`` argument), returning learners
+  whose `Learner.input_shape` is that argument."""
+  signature = inspect.signature(constructor)
+
+  @functools.wraps(constructor)
+  def build(*args, **kwargs) -> Learner:
+    shape = signature.bind(*args, **kwargs).arguments["input_shape"]
+    learner = constructor(*args, **kwargs)
+    return learner._replace(input_shape=tuple(int(d) for d in shape))
+
+  return build
 
 
 def group_names(learner: Learner) -> tuple[str, ...]:
@@ -128,12 +184,37 @@ def plastic_forward(layers, plastic, params, fast, h):
 
 
 def param_labels(params: Params, learner_or_readout) -> Any:
-  """Optimizer group of every leaf, as the learner labels it.
+  """The optimizer group of every leaf of the meta-parameters: one string per leaf.
+
+  The result has the structure of ``params``, so it can be given to
+  ``optax.multi_transform`` (or ``optax.partition``) to build an optimizer of
+  one's own, one transformation per group. The group names a learner may use
+  are its ``groups`` (`group_names`). FLP's tree and labels:
+
+  | leaf | shape | label |
+  |---|---|---|
+  | ``params['ff'][l]['w']``, ``params['ff'][l]['b']`` | ``(out, in)``, ``(out,)`` | ``'ff'`` (every layer) |
+  | ``params['fb'][str(l)]['B']``, ``['c']`` | ``(out, m)``, ``(out,)`` | ``'fb'`` |
+  | ``params['alpha'][str(l)]``, ``l < readout`` | ``(out, in)`` | ``'alpha'`` |
+  | ``params['alpha'][str(readout)]`` | ``(m, in)`` | ``'alpha_readout'`` |
+  | ``params['beta'][str(l)]`` | ``()`` | ``'beta'`` |
+
+  (``l``: a plastic layer's index in the network; ``m``: the readout's width.)
+  Other learners add their own groups (``'lr'``, ``'rule'``, ``'trunk'``, ...),
+  each labelled by its top-level key.
+
+  Example:
+    >>> labels = param_labels(params, learner)
+    >>> opt = optax.multi_transform(
+    ...     {g: optax.adam(1e-4) for g in group_names(learner)}, labels)
 
   Args:
-    params: meta-parameters.
+    params: meta-parameters (`Learner.init_params`'s, possibly with leading axes).
     learner_or_readout: a `Learner` (asked for its ``labels``), or the readout's
       index (the FLP labelling: ``'alpha_readout'`` for the readout's plasticity).
+
+  Returns:
+    A tree of strings with the structure of ``params``.
   """
   if isinstance(learner_or_readout, Learner):
     if learner_or_readout.labels is not None:
