@@ -9,25 +9,34 @@ Restores the latest checkpoint of every run (`flpjax.train.restore_params`,
 config from the run's ``config.json``), runs the analyses of
 `flpjax.analysis` on ``--lifetimes`` fresh lifetimes of the run's meta-test
 task (``--seed``; runs with the same task settings see the same lifetimes)
-and writes, under ``--output_dir``:
+and writes, under ``--output_dir``, ``figure2.json``: every number of the
+panels (means over lifetimes, standard errors, the per-lifetime values of
+panel A, per network), with the runs' configs' essentials and the claims
+decided over networks (``trends``, see `trends`). Non-finite values are written as
+null. The panels:
 
-* ``fig2a_frozen_readout.png``: per FLP run, against its number of plastic
+* A (``fig2a_frozen_readout``): per FLP run, against its number of plastic
   layers, the query MSE (error for classification) of the network itself
-  (orange) and of its initial feature extractor, frozen, with a readout fitted
-  to convergence on the lifetime's data (blue; `analysis.frozen_readout`);
-  lifetimes in the run's own order.
-* ``fig2b_interference.png``: per run (sine only), continual lifetimes: mean
+  and of its initial feature extractor, frozen, with a readout fitted to
+  convergence on the lifetime's data (`analysis.frozen_readout`); lifetimes in
+  the run's own order.
+* B (``fig2b_interference``): per run (sine only), continual lifetimes: mean
   squared change of the outputs on earlier functions caused by learning each
   function, against the number of functions encountered
   (`analysis.interference`; the first function has no earlier one).
-* ``fig2c_alignment.png``: per FLP run, the cosine between each plastic
+* C (``fig2c_alignment``): per FLP run, the cosine between each plastic
   layer's weight update and the negative gradient of the step's loss, against
   the step, lifetimes in the run's own order (`analysis.gradient_alignment`).
-* ``fig2d_update_magnitude.png``: per plastic layer, the Frobenius norm of the
+* D (``fig2d_update_magnitude``): per plastic layer, the Frobenius norm of the
   weight updates of every run over i.i.d. lifetimes (`analysis.update_norms`).
-* ``figure2.json``: every plotted number (means over lifetimes, standard
-  errors, the per-lifetime values of panel A), with the runs' configs'
-  essentials. Non-finite values are written as null.
+
+Then it draws them (`flpjax.plots.figure2_files`): ``figure2.{png,svg}``, the
+four panels laid out as the paper's figure, and each panel alone
+(``<panel>.{png,svg}``), mean over networks with a standard-error band, claim
+verdicts in the captions (from ``results/claims.json`` when present, else
+``trends``). Panel D comes from ``<output_dir>/iid/figure2.json`` when that
+exists. To redraw every figure from the stored JSONs without analysing
+anything: ``python experiments/plot.py``.
 
 Flags ``--flp_workdirs`` and ``--grad_workdirs`` take comma-separated
 workdirs of `experiments/train.py` runs (``config.learner`` must match).
@@ -43,18 +52,12 @@ import warnings
 from typing import Any, NamedTuple
 
 import jax
-import matplotlib
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import matplotlib.ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from flpjax import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from flpjax import analysis, lifetime, plots, summary, train
 from flpjax import config as config_lib
-from flpjax import lifetime, summary, train
 from flpjax.experiment.aggregate import below, over_networks
 from flpjax.tasks.base import metrics as task_metrics
 
@@ -76,9 +79,7 @@ _READOUT_FIT = flags.DEFINE_enum(
     "Frozen-readout fit (panel A): 'auto' = least_squares for regression, softmax for"
     " classification.")
 
-ORANGE, BLUE = "#ff7f0e", "#1f77b4"
-FILES = ("fig2a_frozen_readout.png", "fig2b_interference.png", "fig2c_alignment.png",
-         "fig2d_update_magnitude.png", "figure2.json")
+FILES = tuple(f"{stem}.png" for stem in plots.FIG2_FILES.values()) + ("figure2.json",)
 
 
 class Run(NamedTuple):
@@ -305,100 +306,26 @@ def _array(x) -> np.ndarray:
                     np.float64).reshape(np.shape(np.asarray(x, object)))
 
 
-def plot(results: dict[str, Any], output_dir: str) -> None:
-  """The four panels as PNGs under ``output_dir``."""
-  colors = {w: f"C{i % 10}" for i, w in enumerate(dict.fromkeys(r["workdir"]
-                                                                 for r in results["runs"]))}
+def _results_root(output_dir: str) -> str:
+  """The results folder above ``output_dir`` holding ``claims.json`` (its parent, or the
+  parent's parent for ``figures_<scale>/iid``); the parent when neither has one."""
+  parent = os.path.dirname(os.path.normpath(output_dir))
+  for d in (parent, os.path.dirname(parent)):
+    if os.path.isfile(os.path.join(d, "claims.json")):
+      return d
+  return parent
 
-  def style(entry) -> dict:  # one color per run in every panel; gradient runs dashed
-    return {"color": colors[entry["workdir"]],
-            "linestyle": "-" if entry["learner"] == "flp" else "--"}
 
-  # A: learned vs frozen initial network, against the number of plastic layers.
-  fig, ax = plt.subplots(figsize=(5, 3.8))
-  rows = results["fig2a"]
-  for name, color, label in (("learned", ORANGE, "network (plastic), after its lifetime"),
-                             ("frozen", BLUE, "frozen initial weights + fitted readout")):
-    xs = np.array([r["plastic_layers"] for r in rows], float)
-    ys = np.array([np.nan if r[f"{name}_mean"] is None else r[f"{name}_mean"] for r in rows])
-    es = np.array([np.nan if r[f"{name}_stderr"] is None else r[f"{name}_stderr"] for r in rows])
-    ax.errorbar(xs, ys, yerr=np.nan_to_num(es), fmt="o", color=color, label=label, capsize=3)
-    levels = sorted(set(xs))
-    ax.plot(levels, [np.nanmean(ys[xs == x]) for x in levels], color=color, alpha=0.6)
-  metric = rows[0]["metric"] if rows else "mse"
-  ax.set_xlabel("plastic layers")
-  ax.set_ylabel("query MSE" if metric == "mse" else "query error")
-  if metric == "mse":
-    ax.set_yscale("log")
-  ax.set_title("A: feature extractor at initialisation")
-  if rows:
-    ax.legend(fontsize=7)
-    ax.set_xticks(sorted({r["plastic_layers"] for r in rows}))
-  else:
-    ax.text(0.5, 0.5, "no FLP runs", ha="center", transform=ax.transAxes)
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, FILES[0]), dpi=100)
-  plt.close(fig)
-
-  # B: interference against the number of functions encountered.
-  fig, ax = plt.subplots(figsize=(5, 3.8))
-  for r in results["fig2b"]:
-    ax.plot(r["functions_encountered"], _array(r["interference"]), marker="o", markersize=3,
-            label=r["label"], **style(r))
-  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  ax.set_xlabel("functions encountered")
-  ax.set_ylabel("mean squared change of outputs\non earlier functions")
-  ax.set_yscale("log")
-  ax.set_title("B: interference (continual sine)")
-  if results["fig2b"]:
-    ax.legend(fontsize=7)
-  else:
-    ax.text(0.5, 0.5, "no sine runs", ha="center", transform=ax.transAxes)
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, FILES[1]), dpi=100)
-  plt.close(fig)
-
-  # C: alignment with the negative gradient, one panel per FLP workdir (its first network).
-  rows = [r for r in results["fig2c"] if r.get("network", 0) == 0]
-  fig, axes = plt.subplots(max(len(rows), 1), 1, figsize=(6, 2.4 * max(len(rows), 1)),
-                           squeeze=False)
-  readout = max((l for r in rows for l in r["layers"]), default=0)
-  for ax, r in zip(axes[:, 0], rows):
-    cos = _array(r["alignment"])
-    for i, layer in enumerate(r["layers"]):  # color by distance from the readout
-      ax.plot(np.arange(1, cos.shape[0] + 1), cos[:, i], linewidth=0.8,
-              color=f"C{(readout - layer) % 10}", label=f"layer {layer}")
-    ax.axhline(0.0, color="k", linewidth=0.5)
-    ax.set_ylabel("cos(update, -grad)")
-    ax.set_title(f"C: {r['label']} ({r['order']})", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-  if not rows:
-    axes[0, 0].text(0.5, 0.5, "no FLP runs", ha="center", transform=axes[0, 0].transAxes)
-  axes[-1, 0].set_xlabel("lifetime step")
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, FILES[2]), dpi=100)
-  plt.close(fig)
-
-  # D: update magnitudes, one panel per plastic layer (from the readout down).
-  rows = results["fig2d"]
-  layers = sorted({l for r in rows for l in r["layers"]}, reverse=True)
-  fig, axes = plt.subplots(1, max(len(layers), 1), figsize=(3.6 * max(len(layers), 1), 3.4),
-                           squeeze=False, sharey=True)
-  for ax, layer in zip(axes[0], layers):
-    for r in rows:
-      if layer in r["layers"]:
-        norms = _array(r["update_norm"])[:, r["layers"].index(layer)]
-        ax.plot(np.arange(1, norms.shape[0] + 1), norms, linewidth=0.8, label=r["label"],
-                **style(r))
-    ax.set_yscale("log")
-    ax.set_title(f"D: layer {layer}" + (" (readout)" if layer == layers[0] else ""), fontsize=9)
-    ax.set_xlabel("lifetime step (i.i.d.)")
-  axes[0, 0].set_ylabel("|dW| (Frobenius)")
-  if rows:
-    axes[0, 0].legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(os.path.join(output_dir, FILES[3]), dpi=100)
-  plt.close(fig)
+def plot(results: dict[str, Any], output_dir: str) -> list[str]:
+  """Figure 2 under ``output_dir`` (`flpjax.plots.figure2_files`: the four panels together
+  and each alone, PNG and SVG); panel D from ``output_dir/iid/figure2.json`` when there
+  is one. Returns the files written."""
+  iid = None
+  if os.path.isfile(os.path.join(output_dir, "iid", "figure2.json")):
+    with open(os.path.join(output_dir, "iid", "figure2.json")) as f:
+      iid = json.load(f)
+  return plots.figure2_files(results, output_dir, iid,
+                             plots.load_claims(_results_root(output_dir)))
 
 
 def main(argv):
@@ -423,10 +350,11 @@ def main(argv):
   results["command"] = " ".join(sys.argv)
   results["device"] = jax.devices()[0].device_kind
   os.makedirs(_OUTPUT.value, exist_ok=True)
-  plot(results, _OUTPUT.value)
   with open(os.path.join(_OUTPUT.value, FILES[4]), "w") as f:
     json.dump(results, f, indent=1)
-  logging.info("wrote %s under %s", ", ".join(FILES), _OUTPUT.value)
+  written = plot(results, _OUTPUT.value)
+  logging.info("wrote %s under %s", ", ".join(os.path.basename(p) for p in written + [FILES[4]]),
+               _OUTPUT.value)
 
 
 if __name__ == "__main__":

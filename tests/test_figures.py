@@ -63,10 +63,11 @@ def test_figures_from_stored_runs(runs, tmp_path):
   proc = _figures(f"--flp_workdirs={runs / 'flp'}", f"--grad_workdirs={runs / 'gradient'}",
                   f"--output_dir={out}", "--lifetimes=3", "--batch=3")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  for name in ("fig2a_frozen_readout.png", "fig2b_interference.png", "fig2c_alignment.png",
-               "fig2d_update_magnitude.png"):
-    data = (out / name).read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 200_000, (name, len(data))
+  for stem in ("figure2", "fig2a_frozen_readout", "fig2b_interference", "fig2c_alignment",
+               "fig2d_update_magnitude"):  # the four panels together, and each alone
+    data = (out / f"{stem}.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and 5_000 < len(data) < 1_000_000, (stem, len(data))
+    assert (out / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
   res = json.load(open(out / "figure2.json"))
   assert [r["learner"] for r in res["runs"]] == ["flp", "gradient"]
   assert res["lifetimes"] == 3 and all(r["step"] == 3 for r in res["runs"])
