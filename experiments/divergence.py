@@ -121,13 +121,15 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
          "first_nonfinite_step": first_bad, "records": records}
   final = None
   if eval_lifetimes:
-    result = aggregate.evaluate_params(config, states.params, eval_lifetimes)
+    # One run: evaluate_params takes its parameters without the run axis.
+    params = states.params if runs > 1 else jax.tree.map(lambda a: a[0], states.params)
+    result = aggregate.evaluate_params(config, params, eval_lifetimes)
     metric = "mse" if "mse" in result else "error"
     final = [float(r[metric]) if r.get("nonfinite_lifetimes", 0) == 0 else float("nan")
-             for r in result["runs"]]
+             for r in result.get("runs", [result])]
     out["eval"] = {"metric": metric, "per_run": final,
                    "nonfinite_lifetimes": [r.get("nonfinite_lifetimes", 0)
-                                           for r in result["runs"]]}
+                                           for r in result.get("runs", [result])]}
   diverged = [first_bad[r] is not None or (final is not None and not np.isfinite(final[r]))
               for r in range(runs)]
   out["diverged_runs"] = diverged

@@ -1,4 +1,4 @@
-r"""Meta-training on lifetimes longer than trained before (issue 12, item 3).
+r"""Meta-training on lifetimes longer than trained before.
 
   python experiments/long_lifetimes_training.py                 # memory, training, claims
   python experiments/long_lifetimes_training.py --parts=memory  # the memory curve alone

@@ -1,4 +1,4 @@
-r"""Lifetimes longer than trained (issue 12, item 3): meta-test networks on k x T steps.
+r"""Lifetimes longer than trained: meta-test networks on k x T steps.
 
   python experiments/longer_lifetimes.py \
       --workdirs=workdirs/reproduce/table1/mini/flp3_continual/final,workdirs/reproduce/table1/mini/grad3_continual/final \

@@ -1,4 +1,4 @@
-r"""Is a faster matmul precision safe for meta-training? (issue 10, item 3)
+r"""Is a faster matmul precision safe for meta-training?
 
   python experiments/precision_check.py --config=experiments/configs/sine.py:row=flp3 \
       --precisions=tensorfloat32,default --curve_steps=2000 --runs=4 --output=precision.json

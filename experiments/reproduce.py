@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ import time
 from absl import app, flags, logging
 
 from flpjax import summary
+from flpjax.reproduction import paper_claims
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -154,8 +154,10 @@ _EXPORT = flags.DEFINE_string(
 _MERGE = flags.DEFINE_string(
     "merge_from", None, "Merge the cell records of another results directory (e.g. the "
     "output of experiments/gpu_cells.sh) into --results_dir, then regenerate RESULTS.md.")
+_FIGURES = flags.DEFINE_bool("figures", True, "Redraw every figure (experiments/plot.py) "
+                              "before writing RESULTS.md.")
 _BEYOND = flags.DEFINE_bool(
-    "beyond", False, "With --scale=mini: issue 12's experiments (DFA and FA rows, lifetimes "
+    "beyond", False, "With --scale=mini: experiments (DFA and FA rows, lifetimes "
     "longer than trained) after the miniature's Table 1 cells they compare with.")
 _PARAMS = flags.DEFINE_string(
     "params", None, "Fill the cell (one --columns entry) from stored meta-parameters "
@@ -205,43 +207,41 @@ def reduced_changes(table: str, row: str, column: str, scale: str = "reduced") -
   return {k: v for k, v in reduced.items() if paper.get(k) != v}
 
 
-def summarize_result(result: dict) -> dict:
+def summarize_result(result: dict, baselines: dict | None = None) -> dict:
   """A cell's numbers from `train.train_and_evaluate`'s result.
 
-  The mean and standard error are over the independently meta-trained
-  networks (seeds). A network none of whose test lifetimes stays finite (its
-  meta-training diverged) is counted in ``diverged_networks`` and left out of
-  the mean, which is then over the others (with one network left, the standard
-  error is over its lifetimes). A network with only some diverged test
-  lifetimes enters with its mean over the finite ones; ``nonfinite_lifetimes``
-  counts those lifetimes.
+  The mean and standard error are over the independently meta-trained networks
+  (seeds). A diverged network (`claims.network_values`: stopped for too many
+  non-finite meta-steps, any non-finite test lifetime, or above 10x the task's
+  no-learning level) is named in ``diverged`` and left out of the mean, which
+  is over the others; ``per_seed`` holds NaN for it. ``baselines`` (the
+  no-learning levels of `flpjax.baselines`, on the same lifetimes) are stored
+  with the cell, and each network is tested against the first of them
+  (``learns_per_network``: below it by 2 standard errors of the paired
+  per-lifetime difference).
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import claims  # pylint: disable=g-import-not-at-top
   metric = "mse" if "mse" in result else "error"
   runs = result.get("runs", [result])
-  values, diverged, bad = [], 0, 0
-  for r in runs:
-    n_bad = r.get("nonfinite_lifetimes", 0)
-    if n_bad >= r["lifetimes"] or not np.isfinite(r.get(f"{metric}_finite_mean", r[metric])):
-      diverged += 1
-      values.append(float("nan"))
-    else:
-      bad += n_bad
-      values.append(float(r.get(f"{metric}_finite_mean", r[metric]) if n_bad else r[metric]))
-  values = np.asarray(values, np.float64)
-  ok = np.isfinite(values)
+  level = next(iter(baselines.values())) if baselines else None
+  values, diverged = claims.network_values(result, metric,
+                                           level["mean"] if level else None)
+  stats = claims.over_networks(values)
   out = {"status": "done", "metric": metric, "meta_steps": int(result["step"]),
-         "lifetimes": result["lifetimes"], "per_seed": values.tolist(),
-         "diverged_networks": diverged, "nonfinite_lifetimes": bad}
-  if ok.sum() >= 2:
-    out.update(mean=float(values[ok].mean()),
-               stderr=float(values[ok].std(ddof=1) / np.sqrt(ok.sum())), stderr_over="seeds")
-  elif ok.sum() == 1:
-    r = runs[int(np.flatnonzero(ok)[0])]
-    out.update(mean=float(values[ok][0]), stderr=r.get(f"{metric}_stderr"),
-               stderr_over="lifetimes")
-  else:
-    out.update(mean=float("nan"), stderr=None, stderr_over="seeds")
+         "lifetimes": result["lifetimes"], "per_seed": values,
+         "diverged_networks": len(diverged), "diverged": diverged,
+         "nonfinite_lifetimes": sum(int(r.get("nonfinite_lifetimes", 0) or 0) for r in runs),
+         "mean": stats["mean"], "stderr": stats["stderr"], "networks": stats["networks"],
+         "stderr_over": "seeds"}
+  if baselines:
+    out["baselines"] = {k: {"mean": v["mean"], "stderr": v["stderr"]}
+                        for k, v in baselines.items()}
+    if level.get("per_lifetime") and all(r.get("per_lifetime") for r in runs):
+      out["learns_per_network"] = [
+          bool(claims.learns_per_network(r["per_lifetime"][metric], level["per_lifetime"]))
+          for r in runs]
+  if result.get("curve"):
+    out["curve"] = result["curve"]
   return out
 
 
@@ -346,9 +346,12 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None
                  "wall_s": round(clock["wall_s"], 1), "chosen_plasticity_lr": chosen})
   if paired:
     record["wall_s_note"] = "both columns' networks trained together in this time"
+  # The no-learning levels on the cell's meta-test lifetimes (the same for both orders:
+  # the order changes only the support stream).
+  levels = aggregate.no_learning(config)
   out = {}
   for n, (c, r) in enumerate(results.items()):
-    out[c] = dict(record, column=c, **summarize_result(dict(r, step=result["step"])))
+    out[c] = dict(record, column=c, **summarize_result(dict(r, step=result["step"]), levels))
     if export_dir:
       name = os.path.join(export_dir, f"table{table}_{row}_{c}_{scale}")
       train.export_params(workdir, name, run=n * seeds)
@@ -358,7 +361,8 @@ def run_cell(table: str, row: str, column: str, *, scale: str, seeds: int | None
     plain = dict(zip(columns, aggregate.split_by_order(plain).values())) if paired else {
         column: plain}
     for c in columns:
-      out[c]["no_plasticity"] = summarize_result(dict(plain[c], step=result["step"]))
+      out[c]["no_plasticity"] = {k: v for k, v in summarize_result(
+          dict(plain[c], step=result["step"])).items() if k != "curve"}
   return out
 
 
@@ -390,8 +394,10 @@ def section71_path(results_dir: str, scale: str) -> str:
 
 
 def section71(scale: str, root: str, results_dir: str) -> dict:
-  """Section 7.1 from the stored feature-reuse continual cell; writes `section71_path`."""
+  """Section 7.1 from the stored feature-reuse continual cell, and its control from a
+  frozen random initialisation; writes `section71_path`."""
   from flpjax import train  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
   source = os.path.join(root, "table1", scale, "reuse1_continual", "final")
   flp3 = _json(os.path.join(results_dir, "table1", "flp3.json"), {}).get(scale, {}).get("continual")
   reuse = _json(os.path.join(results_dir, "table1", "reuse1.json"), {}).get(scale, {}).get("continual")
@@ -403,13 +409,20 @@ def section71(scale: str, root: str, results_dir: str) -> dict:
   config = load_config(string)
   t0 = time.time()
   result = train.train_and_evaluate(config, os.path.join(root, "table1", scale, "section71"))
-  record = {"config": string, "scale": scale,
+  # The control: the same procedure from a frozen *random* initialisation (no extend_from).
+  control = config_string("1", "section71", "continual", scale, runs=len(reuse["per_seed"]),
+                          plasticity_lr=flp3.get("chosen_plasticity_lr") or None)
+  random_init = train.train_and_evaluate(load_config(control), os.path.join(
+      root, "table1", scale, "section71_random"))
+  levels = aggregate.no_learning(config)
+  record = {"config": string, "control_config": control, "scale": scale,
             "reduced": (reduced_changes("1", "section71", "continual", scale)
                         if scale != "paper" else {}),
             "meta_steps": int(result["step"]), "seeds": config.runs,
             "plasticity_lr": config.meta.lr.alpha, "device": summary.device_name(),
             "wall_s": round(time.time() - t0, 1),
-            "extended": summarize_result(result),
+            "extended": summarize_result(result, levels),
+            "random_init": summarize_result(random_init, levels),
             "feature_reuse": reuse, "flp3": flp3}
   summary.write_json(section71_path(results_dir, scale), record)
   return record
@@ -475,67 +488,26 @@ def load_results(results_dir: str) -> dict:
   return out
 
 
-def _compare(ra: dict, rb: dict) -> tuple[str, float, float]:
-  """Whether ``ra``'s mean is below ``rb``'s by more than 2 standard errors of the gap.
-
-  Returns ``('holds' | 'fails', gap, se)`` with ``gap = rb - ra`` and its
-  standard error (the cells' standard errors over independently meta-trained
-  networks, combined).
-  """
-  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
-  a, b = ({**r, "stderr": r.get("stderr") or 0.0} for r in (ra, rb))  # one network: its own
-  gap, se = b["mean"] - a["mean"], math.hypot(a["stderr"], b["stderr"])
-  return aggregate.below(a, b), gap, se
+#: Config fields that differ between rows by design (not between scales).
+_ROW_FIELDS = ("learner", "plastic_layers", "flp.", "gradient.", "alignment.", "learned_rule.",
+               "plastic_feedback.", "meta.lr.", "meta.nonnegative", "estimator", "oml.",
+               "seed", "runs", "meta.ff_")
 
 
-def _comparable(ra: dict, rb: dict) -> tuple[str, float, float]:
-  """'holds' when neither mean is below the other by more than 2 standard errors."""
-  below_a, gap, se = _compare(ra, rb)
-  below_b, _, _ = _compare(rb, ra)
-  return ("fails" if "holds" in (below_a, below_b) else "holds"), gap, se
-
-
-#: The paper's claims on the tables: (text, kind, cell a, cell b); kind 'below': a's
-#: mean below b's by 2 standard errors; 'comparable': neither below the other.
-CLAIMS = [
-    ("FLP (3) below feature reuse (1) on continual sine", "below",
-     ("1", "flp3", "continual"), ("1", "reuse1", "continual")),
-    ("FLP (3) below gradient-based (3) on continual sine", "below",
-     ("1", "flp3", "continual"), ("1", "grad3", "continual")),
-    ("FLP (3) comparable to gradient-based (3) on i.i.d. sine", "comparable",
-     ("1", "flp3", "iid"), ("1", "grad3", "iid")),
-    ("FLP (2) below feature reuse (1) on Omniglot", "below",
-     ("2", "flp2", "omniglot"), ("2", "reuse1", "omniglot")),
-    ("FLP (2) below feature reuse (1) on mini-ImageNet", "below",
-     ("2", "flp2", "mini_imagenet"), ("2", "reuse1", "mini_imagenet")),
-    ("FLP (2) comparable to gradient-based (2) on i.i.d. Omniglot", "comparable",
-     ("2", "flp2", "omniglot"), ("2", "grad2", "omniglot")),
-]
-
-
-def _claim_line(text: str, kind: str, ra: dict, rb: dict) -> str:
-  """``* text: **holds|fails** (a vs b; difference in standard errors).``"""
-  verdict, gap, se = (_compare if kind == "below" else _comparable)(ra, rb)
+def _claim_line(text: str, kind: str, ra: dict, rb: dict, scale: str) -> str:
+  """``* text: **holds|fails** (a vs b; reason)`` with the one claim rule (`claims.decide`);
+  the control is ``b``, which must learn."""
+  from flpjax.experiment import claims  # pylint: disable=g-import-not-at-top
+  differ = sorted(k for k in set(ra.get("reduced", {})) & set(rb.get("reduced", {}))
+                  if ra["reduced"][k] != rb["reduced"][k] and not k.startswith(_ROW_FIELDS))
+  if differ:  # e.g. a cell of an earlier miniature against one of the current miniature
+    return (f"* {text}: not compared: the two cells were meta-trained with different "
+            f"settings ({', '.join(differ)}); rerun the older one.")
+  r = claims.decide("beyond", text, kind, paper_claims.cell_stats(ra),
+                    paper_claims.cell_stats(rb), scale=scale,
+                    controls=[("b", paper_claims.cell_stats(rb), paper_claims.baseline(rb))])
   m = ra.get("metric", "mse")
-  return (f"* {text}: **{verdict}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}"
-          + (f"; difference {gap / se:.1f} standard errors" if se > 0 else "") + ").")
-
-
-def _claims(results) -> list[str]:
-  lines = []
-  for scale in ("mini", "reduced", "paper"):
-    for text, kind, a, b in CLAIMS:
-      ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
-      if not (ra and rb and ra.get("status") == "done" and rb.get("status") == "done"):
-        continue
-      lines.append(_claim_line(f"{scale} scale: {text}", kind, ra, rb))
-    for (table, row, column, s), r in sorted(results.items()):
-      if s == scale and row == "reuse1" and r.get("no_plasticity") and r.get("status") == "done":
-        lines.append(_claim_line(
-            f"{scale} scale: feature reuse (1) learns within its lifetime on "
-            f"{COLUMN_NAMES[column]} (below the same networks without plasticity)", "below",
-            r, dict(r["no_plasticity"], metric=r["metric"])))
-  return lines
+  return f"* {text}: **{r['verdict']}** ({_fmt(ra['mean'], m)} vs {_fmt(rb['mean'], m)}; {r['reason']})."
 
 
 def _show(value):
@@ -575,8 +547,15 @@ def _sweep_text() -> str:
                    for text, rows in _by_rows(table, describe).items())
 
 
-def write_results_md(results_dir: str) -> str:
-  """Regenerates ``results/RESULTS.md`` from the stored results; returns its path."""
+def write_results_md(results_dir: str, draw_figures: bool = False) -> str:
+  """Regenerates ``results/claims.json`` and ``results/RESULTS.md`` from the stored results
+  (with ``draw_figures``, first redraws every figure, `plots.plot_all`); returns its path.
+  Each figure is embedded next to the table or claims it supports."""
+  from flpjax import plots  # pylint: disable=g-import-not-at-top
+  records = paper_claims.write(results_dir)
+  if draw_figures:
+    plots.plot_all(results_dir, log=logging.info)
+  snippets = plots.figure_snippets(results_dir)
   results = load_results(results_dir)
   out = ["# Tables 1 and 2: the paper's values and this code's", "",
          "Generated by `python experiments/reproduce.py` from `results/table*/*.json` (each",
@@ -625,12 +604,22 @@ def write_results_md(results_dir: str) -> str:
         cells += [_paper(table, row, column), "<br>".join(ours) or "not yet run"]
       out.append(f"| {ROW_NAMES[row]} | " + " | ".join(cells) + " |")
     out.append("")
-  claims = _claims(results)
-  if claims:
-    out += ["## The paper's qualitative claims, as measured here", ""] + claims + [""]
+    out += [v + "\n" for k, v in snippets.items() if k.startswith(f"table{table}")]
+  if records:
+    out += ["## The paper's qualitative claims, as measured here", "",
+            "Generated from `results/claims.json` (`flpjax/reproduction/paper_claims.py`). "
+            "*below*: a below b by 2 standard errors over independently meta-trained "
+            "networks; *comparable*: the 2-standard-error interval of a - b within 25% of the "
+            "better mean; *not below*: a not below b at 2 standard errors. A claim is decided "
+            "only when its controls learned (below their no-learning baseline, "
+            "`flpjax/baselines.py`, by 2 standard errors); otherwise it reads **fails** with "
+            "the reason \"control did not learn\". Diverged networks (non-finite, stopped, or "
+            "above 10x the no-learning level) are counted, never averaged in.", ""]
+    out += paper_claims.markdown(records)
 
   def f(d):
-    text = f"{d['mean']:.3g} ({d['stderr']:.2g})"
+    text = (f"{d['mean']:.3g} ({d['stderr']:.2g})" if d.get("mean") is not None
+            and d.get("stderr") is not None else str(d.get("mean")))
     if d.get("diverged_networks"):
       text += f", {d['diverged_networks']} of {len(d['per_seed'])} networks diverged"
     return text
@@ -639,16 +628,21 @@ def write_results_md(results_dir: str) -> str:
     s71 = _json(section71_path(results_dir, scale))
     if not s71:
       continue
-    not_better = "fails" if _compare(s71["extended"], s71["feature_reuse"])[0] == "holds" else "holds"
+    verdicts = {r["id"]: r["verdict"] for r in records if r["scale"] == scale}
     out += [f"## Section 7.1 at the {scale} scale: feature-reuse initialisation, then FLP", "",
             f"Continual sine, {s71['seeds']} networks, {s71['meta_steps']} more meta-steps "
             f"(`python experiments/reproduce.py --section71 --scale={scale}`): FLP (3) started "
             "from the feature-reuse networks with their feed-forward initialisation frozen "
             f"reaches MSE {f(s71['extended'])}, against {f(s71['feature_reuse'])} for feature "
             f"reuse (1) and {f(s71['flp3'])} for FLP (3) meta-trained from scratch. The paper's "
-            "claim, that this procedure does not improve on feature reuse (not below it by 2 "
-            f"standard errors): **{not_better}**; FLP (3) from scratch below it: **"
-            + _compare(s71["flp3"], s71["extended"])[0] + "**.", ""]
+            "claim, that this procedure does not improve on feature reuse: **"
+            + verdicts.get("section71_reuse_init_not_below_reuse1", "not decided") + "**.", ""]
+    if s71.get("random_init"):
+      out += [f"Control: the same procedure from a frozen *random* initialisation reaches "
+              f"{f(s71['random_init'])}; below feature reuse: **"
+              + verdicts.get("section71_random_init_below_reuse1", "not decided") + "**.", ""]
+  if "section71" in snippets:
+    out += [snippets["section71"], ""]
   for scale in ("mini",):
     figs = [(order, _json(os.path.join(results_dir, f"figures_{scale}", *sub, "figure2.json")))
             for order, sub in (("continual", ()), ("iid", ("iid",)))]
@@ -675,6 +669,7 @@ def write_results_md(results_dir: str) -> str:
                                if v.get("mean") is not None and v.get("stderr") is not None)
                    + ").")
     out.append("")
+    out += [v + "\n" for k, v in snippets.items() if k.startswith(f"figure2_figures_{scale}")]
   out += beyond_lines(results_dir)
   out += ["## What reduced means", "",
           "Reduced-scale cells (`scale=reduced` in their config string) change these config",
@@ -786,9 +781,13 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
   longer = _json(os.path.join(results_dir, "beyond", "longer_lifetimes.json"))
   if not cells and not longer:
     return []
-  out = ["## Beyond the paper (issue 12)", "",
+  out = ["## Beyond the paper", "",
          f"Each question is a claim decided at 2 standard errors over independently "
-         f"meta-trained networks, at the {scale} scale, on the dev CPU.", ""]
+         f"meta-trained networks, at the {scale} scale, on the dev CPU. Cells meta-trained "
+         "before the miniature was recalibrated (their config differs from the current "
+         "mini rows', e.g. in `sine.steps_per_function`) are listed with their numbers but "
+         "not compared with the current rows (`python experiments/reproduce.py --scale=mini "
+         "--beyond` reruns them).", ""]
   if cells:
     out += ["### Feedback alignment, learned rules, plastic feedback", "",
             "`python experiments/reproduce.py --scale=mini --beyond` (rows of "
@@ -812,7 +811,7 @@ def beyond_lines(results_dir: str, scale: str = "mini") -> list[str]:
     for text, kind, a, b in BEYOND_CLAIMS:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))
       if ra and rb and ra.get("status") == "done" and rb.get("status") == "done":
-        out.append(_claim_line(text, kind, ra, rb))
+        out.append(_claim_line(text, kind, ra, rb, scale))
     out.append("")
   rules = _json(os.path.join(results_dir, "beyond", "learned_rules.json"), {})
   if rules:
@@ -888,9 +887,12 @@ def long_training_lines(results_dir: str) -> list[str]:
 # ----------------------------------------------------------------------------- the miniature
 
 
-#: Measured cost of one meta-step of one network at mini scale on the 2-core AMD EPYC
-#: (AVX2) dev machine, in seconds, by table: the job's first ETA (refined as it runs).
-MINI_S_PER_RUN_STEP = {"1": 0.011, "2": 0.04}
+#: Measured cost of one meta-step of one network at mini scale (evaluations and curve
+#: included), in seconds, by table: the job's first ETA (refined as it runs). From the
+#: cells' wall times on the 2-core Intel Xeon of 2026-12-06 with 2-3 cells running at
+#: once: Table 1, 500-900 s per cell of 6 networks x 4,000 steps; Table 2, 770-940 s per
+#: cell of 5 x 4,000.
+MINI_S_PER_RUN_STEP = {"1": 0.03, "2": 0.045}
 
 
 def mini_plan() -> list[tuple[str, str, str]]:
@@ -900,8 +902,14 @@ def mini_plan() -> list[tuple[str, str, str]]:
   plan = [("1", row, column) for row in PAPER["1"] for column in COLUMNS["1"]]
   plan.append(("1", "section71", "continual"))
   plan.append(("1", "figure2", "continual"))
-  plan += [("2", row, column) for row in PAPER["2"] for column in COLUMNS["2"]]
+  plan += [("2", row, column) for row in PAPER["2"] for column in COLUMNS["2"]
+           if column not in MINI_DROPPED]
   return plan
+
+
+#: Columns left out of the miniature (`paper_claims.DROPPED`, with the reason).
+MINI_DROPPED = {column: why for (scale, column), why in paper_claims.DROPPED.items()
+                if scale == "mini"}
 
 
 #: Figure 2 of the miniature: its FLP and gradient-based continual sine cells.
@@ -973,10 +981,14 @@ def _done(results_dir: str, table: str, row: str, column: str, scale: str):
     return record if record and record.get("scale") == scale else None
   if row == "section71":
     record = _json(section71_path(results_dir, scale))
-    return record if record and record.get("scale") == scale else None
+    return record if record and record.get("scale") == scale and "random_init" in record else None
   record = _json(os.path.join(results_dir, f"table{table}", f"{row}.json"), {})
   record = record.get(scale, {}).get(column)
-  return record if record and record.get("status") == "done" else None
+  if not (record and record.get("status") == "done"):
+    return None
+  # Done with the config the scale has now (a changed scale reruns its cells).
+  now = json.loads(json.dumps(reduced_changes(table, row, column, scale)))
+  return record if record.get("reduced") == now else None
 
 
 def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
@@ -1024,8 +1036,9 @@ def mini_job(root: str, results_dir: str, data_dir: str = "") -> list[str]:
     remaining = sum(units[c] for c in left[n + 1:]) * elapsed / spent
     print(f"[mini] {n + 1}/{len(left)} cells done, elapsed {_hms(elapsed)}, "
           f"ETA {_hms(remaining)}", flush=True)
-  write_results_md(results_dir)
-  return [line for line in _claims(load_results(results_dir)) if "mini scale" in line]
+  write_results_md(results_dir, draw_figures=_FIGURES.value)
+  return [f"{r['claim']}: {r['verdict']} ({r['reason']})"
+          for r in _json(os.path.join(results_dir, "claims.json"), []) if r["scale"] == "mini"]
 
 
 # ----------------------------------------------------------------------------- GPU allocations
@@ -1138,18 +1151,18 @@ def main(argv):
     sys.exit(f"error: unexpected arguments {argv[1:]}")
   summary.quiet_libraries()
   if _TABLES_ONLY.value:
-    print(write_results_md(_RESULTS.value))
+    print(write_results_md(_RESULTS.value, draw_figures=_FIGURES.value))
     return
   if _SECTION71.value:
     section71(_SCALE.value, _ROOT.value, _RESULTS.value)
-    print(write_results_md(_RESULTS.value))
+    print(write_results_md(_RESULTS.value, draw_figures=_FIGURES.value))
     return
   if _MERGE.value:
     merged = merge_results(_MERGE.value, _RESULTS.value)
     if not merged:
       sys.exit(f"error: --merge_from={_MERGE.value}: no table1/*.json or table2/*.json there")
     print("merged " + ", ".join(merged))
-    print(write_results_md(_RESULTS.value))
+    print(write_results_md(_RESULTS.value, draw_figures=_FIGURES.value))
     return
   table, row = _TABLE.value, _ROW.value
   if _SCALE.value == "paper" and _CELLS.value:
@@ -1195,7 +1208,7 @@ def main(argv):
     data = _json(path, {})
     data.setdefault(_SCALE.value, {})[columns[0]] = record
     summary.write_json(path, data)
-    print(write_results_md(_RESULTS.value))
+    print(write_results_md(_RESULTS.value, draw_figures=_FIGURES.value))
     return
   for column in columns:
     for record in store_cells(_RESULTS.value, run_cell(

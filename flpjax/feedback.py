@@ -8,7 +8,7 @@ FLP sends a signal ``s`` from the output directly to every plastic layer ``l``
 
 where ``h_l`` is the feed-forward activity. The signal is the prediction error
 (regression, ``y - y_hat``; classification, ``onehot - softmax(logits)``) or
-the raw target (REFERENCE.md 2.1-2.3, 3). Nothing is detached: meta-gradients
+the raw target (docs/fidelity.md 2.1-2.3, 3). Nothing is detached: meta-gradients
 flow through the error, as in the reference.
 
 Shapes: ``s`` is ``(B, m)``, ``B_l`` is ``(out_l, m)``, ``c_l`` is ``(out_l,)``.

@@ -47,7 +47,7 @@ class Conv(NamedTuple):
 Layer = Dense | Conv
 Params = list  # [{'w': Array, 'b': Array}, ...], one entry per layer.
 
-#: Hidden widths of the regression network of the paper (REFERENCE.md 1.2).
+#: Hidden widths of the regression network of the paper (docs/fidelity.md 1.2).
 REGRESSION_WIDTHS = (300, 300, 300, 300, 300, 900, 300, 300)
 
 
@@ -73,7 +73,7 @@ def conv_classifier(
     readout: int = 1000,
     strides: Sequence[int] = (2, 1, 2, 1, 2, 2),
 ) -> tuple[Layer, ...]:
-  """The 6-conv + 2-dense classification network of REFERENCE.md 1.4.
+  """The 6-conv + 2-dense classification network of docs/fidelity.md 1.4.
 
   Omniglot: ``channels=128, hidden=128``; mini-ImageNet: ``channels=256,
   hidden=1000``. The readout has ``readout`` units (1000 in the reference,

@@ -1,4 +1,4 @@
-"""OML's evaluation under FLP's protocol (Javed & White 2019; REFERENCE-OML 2.4, 5).
+"""OML's evaluation under FLP's protocol (Javed & White 2019; docs/fidelity.md OML 2.4, 5).
 
 The original OML procedure is spread over the seams it uses, nothing forked:
 
@@ -34,9 +34,9 @@ from flpjax import types
 from flpjax.learners import Learner
 from flpjax.types import Episode, FastState, Params, Task
 
-#: The 12 inner Adam rates of OML's Omniglot search (REFERENCE-OML 2.4), largest first.
+#: The 12 inner Adam rates of OML's Omniglot search (docs/fidelity.md OML 2.4), largest first.
 OMNIGLOT_EVAL_LRS = (0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6, 3e-7, 1e-7)
-#: The 9 rates of OML's mini-ImageNet evaluation (REFERENCE-OML 3).
+#: The 9 rates of OML's mini-ImageNet evaluation (docs/fidelity.md OML 3).
 MINI_IMAGENET_EVAL_LRS = OMNIGLOT_EVAL_LRS[:9]
 # ----------------------------------------------------------------------------- evaluation
 
@@ -53,7 +53,7 @@ def adam_learner(
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> Learner:
-  """OML's evaluation-time adaptation: inner Adam on the plastic layers (REFERENCE-OML 2.4).
+  """OML's evaluation-time adaptation: inner Adam on the plastic layers (docs/fidelity.md OML 2.4).
 
   `learners.gradient` with its SGD step replaced by Adam (torch defaults:
   ``b1 = 0.9, b2 = 0.999``, ``eps`` added to ``sqrt(v_hat)``, bias-corrected;
@@ -96,7 +96,7 @@ def support_accuracy(learner: Learner, params: Params, episode: Episode,
                      key: jax.Array | None = None) -> jax.Array:
   """Accuracy on the support images themselves after a lifetime on them.
 
-  OML's search criterion without ``--test`` (and HEAD's, REFERENCE-OML 2.4):
+  OML's search criterion without ``--test`` (and HEAD's, docs/fidelity.md OML 2.4):
   the query images of ``episode`` are never read.
   """
   t, b = episode.xs.shape[:2]
@@ -116,7 +116,7 @@ def select_lr(
     lrs: Sequence[float] = OMNIGLOT_EVAL_LRS,
     searches: int = 5,
 ) -> tuple[float, np.ndarray]:
-  """OML's learning-rate search, on support images only (REFERENCE-OML 2.4, 5).
+  """OML's learning-rate search, on support images only (docs/fidelity.md OML 2.4, 5).
 
   ``searches`` times: draw a meta-test episode (fresh classes), adapt a
   learner at every rate of ``lrs`` on its support stream (the same stream

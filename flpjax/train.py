@@ -27,12 +27,12 @@ from absl import logging
 
 from flpjax import config as config_lib
 from flpjax.datasets import DataError
-from flpjax.experiment import aggregate, loop
+from flpjax.experiment import aggregate, loop, registry
 from flpjax.experiment.aggregate import evaluate_params, results_table  # noqa: F401
 from flpjax.experiment.checkpoints import (checkpoint_manager, export_params,  # noqa: F401
                                            load_params_file, load_run, restore_params)
 from flpjax.experiment.errors import NonFiniteError, WorkdirError
-from flpjax.experiment.metrics import MetricWriter, write_json
+from flpjax.experiment.metrics import MetricWriter, read_metrics, write_json
 from flpjax.experiment.workdir import (RESUMABLE_FIELDS, changed_fields,  # noqa: F401
                                        prepare_workdir, read_config)
 
@@ -68,6 +68,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   learner = config_lib.make_learner(config)
   optimizer = config_lib.make_optimizer(config, learner)
   train_task, _ = config_lib.make_tasks(config)  # data errors before any workdir state
+  ckpts = os.path.join(workdir, "checkpoints")
+  if not (os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))):
+    registry.check_source_runs(config)  # a fresh run: the runs it starts from exist
   estimator = config_lib.make_estimator(config, learner, train_task)
   mngr = checkpoint_manager(workdir, config.keep_checkpoints)
   writer, results = None, []
@@ -81,8 +84,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       writer.write(0, "eval", aggregate.scalars(r))
       results.append(("before meta-training (step 0)", r))
       logging.info("evaluation at step 0: %s", aggregate.headline(r))
+    curve = aggregate.make_curve(config) if config.eval.curve_every else None
     state = loop.train(config, workdir, train_task, estimator, optimizer, mngr, writer, state,
-                   window, start)
+                       window, start, curve)
     mngr.wait_until_finished()
     step = int(np.max(jax.device_get(state.step)))
     final = evaluate_params(config, state.params)
@@ -102,6 +106,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if writer is not None:
       writer.close()
   final.update({"step": step, "device": jax.devices()[0].device_kind})
+  records = read_metrics(workdir)
+  curve = aggregate.curve_from_metrics(records)
+  if curve:
+    final["curve"] = curve
+  for r in records:  # runs stopped for too many non-finite meta-steps count as diverged
+    if r.get("kind") == "stopped":
+      run = final["runs"][r["run"]] if "runs" in final else final
+      run["stopped"] = (f"meta-training stopped at step {r['step']}: {r['nonfinite_total']} "
+                        "non-finite meta-steps")
   write_json(os.path.join(workdir, "eval.json"), final)
   results.append((f"after {step} meta-steps", final))
   logging.info("evaluation at step %d: %s", step, aggregate.headline(final))

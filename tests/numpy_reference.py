@@ -1,6 +1,6 @@
 """Float64 NumPy transcriptions of what the authors' code computes.
 
-Written from REFERENCE.md 2a (regression FLP step), 3 (clamped readout) and 4
+Written from docs/fidelity.md 2a (regression FLP step), 3 (clamped readout) and 4
 (gradient baseline), independently of flpjax, to test it against.
 Weights are (out, in); ``plastic`` lists the plastic layer indices.
 """

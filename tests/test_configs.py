@@ -246,18 +246,22 @@ def test_learned_inner_rates_get_the_tables_meta_learning_rate(string, rate):
 
 
 @pytest.mark.parametrize("row", ["reuse1", "flp2", "flp3", "grad3", "oml3"])
-def test_sine_mini_is_the_reduced_cell_with_more_seeds_no_sweep_and_the_remedy(row):
+def test_sine_mini_is_the_reduced_cell_with_longer_lifetimes_more_seeds_and_the_remedies(row):
   config = load(f"sine.py:row={row},order=continual,scale=mini")
   config_lib.validate(config)
   reduced = load(f"sine.py:row={row},order=continual,scale=reduced")
-  for path in ("sine.n_functions", "sine.steps_per_function", "sine.batch_size",
-               "net.widths", "eval.lifetimes", "learner", "estimator", "plastic_layers",
-               "meta.lr.ff", "meta.steps"):
+  for path in ("sine.n_functions", "sine.batch_size", "net.widths", "eval.lifetimes",
+               "learner", "estimator", "plastic_layers", "meta.lr.ff", "meta.steps"):
     assert field(config, path) == field(reduced, path), path
+  assert config.sine.steps_per_function == 20 and config.eval.curve_every == 500
   assert config.runs == 6 and not config.sweep.lrs
   flp = config.learner == "flp"
   assert tuple(config.meta.nonnegative) == (("alpha", "alpha_readout") if flp else ())
-  assert (config.meta.lr.alpha == 1e-6) if flp else True
+  assert config.flp.positive_readout_feedback == flp
+  if flp:  # the readout's plasticity starts above 0; deeper rows' other layers at 0
+    expected = (1e-3, None) if config.plastic_layers == 1 else (0.0, 3e-4)
+    assert config.meta.lr.alpha == 1e-5
+    assert (config.flp.init_alpha, config.flp.init_alpha_readout) == expected
 
 
 @pytest.mark.parametrize("dataset", ["omniglot", "mini_imagenet"])

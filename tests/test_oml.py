@@ -1,4 +1,4 @@
-"""The original OML procedure (REFERENCE-OML.md): proxy task (tasks/oml_proxy.py), row reset
+"""The original OML procedure (docs/fidelity.md (part II, OML)): proxy task (tasks/oml_proxy.py), row reset
 and clamp (estimators/oml.py), evaluation (oml.py):
 clamp, schedule, the Adam evaluation learner and its learning-rate search, configs."""
 
@@ -60,7 +60,7 @@ def _decode(x):
                                              (5, [0, 1, 2, 3, 5], [4, 9, 14, 19]),
                                              (15, list(range(14)) + [15], [14])])
 def test_proxy_positions_follow_omls_counter(steps, used, held):
-  """REFERENCE-OML 2.3's table: S=10 -> 10 used + 2 held out, S=5 -> 5 + 4, S=15 -> 15 + 1."""
+  """docs/fidelity.md OML 2.3's table: S=10 -> 10 used + 2 held out, S=5 -> 5 + 4, S=15 -> 15 + 1."""
   traj, h = oml_proxy.proxy_positions(20, steps)
   assert traj.tolist() == used and h.tolist() == held
   traj, h = oml_proxy.proxy_positions(600, 10)  # mini-ImageNet: 5 held out, meta set 10 + 5

@@ -1,7 +1,7 @@
 """Pinned numbers: short runs whose results must not change when the code is reorganised.
 
 The values below were produced by the code before the estimator / learner /
-registry reorganisation (issue 9) on the AMD EPYC development CPU, JAX 0.10.2
+registry reorganisation on the AMD EPYC development CPU, JAX 0.10.2
 (`python tests/test_pinned.py` prints them). On that machine they match bit for
 bit (checked by hand with ``FLPJAX_PIN_EXACT=1``); the default tolerance
 (relative 1e-4) absorbs the rounding of other CPUs' vector units, and is still

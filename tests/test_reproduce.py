@@ -59,47 +59,30 @@ def test_summary_mean_and_stderr_over_seeds(reproduce):
   assert out["diverged_networks"] == 0 and out["nonfinite_lifetimes"] == 0
 
 
-def test_summary_leaves_out_diverged_networks_and_lifetimes(reproduce):
+def test_summary_names_diverged_networks_and_leaves_them_out(reproduce):
   nan = float("nan")
-  runs = [_run(1.0),
+  runs = [_run(1.0), _run(2.0),
           _run(nan, nonfinite=3, finite_mean=2.0),            # some lifetimes diverged
-          _run(nan, nonfinite=10, finite_mean=nan)]           # the network diverged
-  out = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs})
-  assert out["diverged_networks"] == 1
-  assert out["nonfinite_lifetimes"] == 3
-  assert out["mean"] == pytest.approx(1.5)
-  assert out["stderr"] == pytest.approx(0.5)
-  assert out["per_seed"][:2] == [1.0, 2.0] and math.isnan(out["per_seed"][2])
-
-
-def test_summary_with_one_network_left_uses_its_lifetime_stderr(reproduce):
-  nan = float("nan")
-  runs = [_run(nan, nonfinite=10, finite_mean=nan), _run(0.5, stderr=0.25)]
-  out = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs})
-  assert out["mean"] == 0.5 and out["stderr"] == 0.25 and out["stderr_over"] == "lifetimes"
-  everything = reproduce.summarize_result(
-      {"step": 1, "lifetimes": 10, "mse": nan, "runs": runs[:1]})
-  assert math.isnan(everything["mean"]) and everything["diverged_networks"] == 1
-
-
-def test_claims_need_two_standard_errors(reproduce):
-  low, high = {"mean": 1.0, "stderr": 0.1}, {"mean": 2.0, "stderr": 0.1}
-  assert reproduce._compare(low, high)[0] == "holds"
-  assert reproduce._compare(high, low)[0] == "fails"
-  close = {"mean": 1.2, "stderr": 0.1}
-  assert reproduce._compare(low, close)[0] == "fails"  # within 2 standard errors
-  assert reproduce._comparable(low, close)[0] == "holds"
-  assert reproduce._comparable(low, high)[0] == "fails"
-  assert reproduce._comparable(high, low)[0] == "fails"
-  verdict, gap, se = reproduce._compare(low, {"mean": 3.0, "stderr": None})
-  assert (verdict, gap, se) == ("holds", 2.0, pytest.approx(0.1))
+          _run(nan, nonfinite=10, finite_mean=nan),           # every lifetime diverged
+          _run(40.0)]                                         # finite but exploded
+  level = {"family_mean": {"mean": 3.12, "stderr": 0.1, "per_lifetime": None}}
+  out = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs}, level)
+  assert out["diverged_networks"] == 3 and [d["network"] for d in out["diverged"]] == [2, 3, 4]
+  assert "10x" in out["diverged"][2]["why"]
+  assert out["nonfinite_lifetimes"] == 13
+  assert out["mean"] == pytest.approx(1.5) and out["stderr"] == pytest.approx(0.5)
+  assert out["per_seed"][:2] == [1.0, 2.0] and all(math.isnan(v) for v in out["per_seed"][2:])
+  assert out["baselines"] == {"family_mean": {"mean": 3.12, "stderr": 0.1}}
+  one = reproduce.summarize_result({"step": 1, "lifetimes": 10, "mse": nan, "runs": runs[:1]})
+  assert one["mean"] == 1.0 and one["stderr"] is None  # one network: no claim at 2 se
 
 
 def test_results_md_fills_cells_and_checks_claims(reproduce, tmp_path):
   def cell(row, column, mean, stderr):
     return {"table": "1", "row": row, "column": column, "scale": "reduced", "status": "done",
             "metric": "mse", "mean": mean, "stderr": stderr, "seeds": 2, "meta_steps": 40,
-            "device": "cpu", "cpu_or_gpu": "test cpu", "per_seed": [mean, mean]}
+            "device": "cpu", "cpu_or_gpu": "test cpu", "per_seed": [mean, mean], "networks": 2,
+            "baselines": {"family_mean": {"mean": 3.12, "stderr": 0.05}}}
 
   os.makedirs(tmp_path / "table1")
   for row, mean in (("flp3", 0.01), ("reuse1", 1.0)):
@@ -107,7 +90,11 @@ def test_results_md_fills_cells_and_checks_claims(reproduce, tmp_path):
       json.dump({"reduced": {"continual": cell(row, "continual", mean, 0.01)}}, f)
   path = reproduce.write_results_md(str(tmp_path))
   text = open(path).read()
-  assert "FLP (3) below feature reuse (1) on continual sine: **holds**" in text
+  assert "| FLP (3) below feature reuse (1) on continual sine | **holds** |" in text
+  claims = json.load(open(tmp_path / "claims.json"))
+  by_id = {c["id"]: c for c in claims}
+  assert by_id["flp3_below_reuse1_continual_sine"]["verdict"] == "holds"
+  assert by_id["flp3_below_grad3_continual_sine"]["reason"] == "not run"
   flp3_line = next(l for l in text.splitlines() if l.startswith("| FLP (3) |"))
   assert "0.01 (0.01) [reduced, 2 seeds, 40 steps" in flp3_line
   assert "paper scale: not run: no GPU available" in flp3_line  # the i.i.d. cell
@@ -117,7 +104,7 @@ def test_results_md_fills_cells_and_checks_claims(reproduce, tmp_path):
 TINY = ["--set=meta.steps=2", "--set=runs=2", "--set=eval.lifetimes=4", "--set=eval.batch=2",
         "--set=sine.n_functions=2", "--set=sine.steps_per_function=3", "--set=sine.batch_size=4",
         "--set=sine.queries_per_function=4", "--set=net.widths=(8,8,8)", "--set=net.channels=4",
-        "--set=net.hidden=8", "--set=checkpoint_every=1", "--set=log_every=1"]
+        "--set=net.hidden=8", "--set=checkpoint_every=1", "--set=log_every=1", "--nofigures"]
 
 
 def _reproduce(args, tmp_path, **env):
@@ -140,7 +127,12 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
   proc = _reproduce(args, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "ETA" in proc.stdout and f"{len(cells)}/{len(cells)} cells done" in proc.stdout
-  assert "mini scale: FLP (3) below feature reuse (1) on continual sine: **" in proc.stdout
+  assert "FLP (3) below feature reuse (1) on continual sine: " in proc.stdout
+  claims = json.load(open(tmp_path / "results" / "claims.json"))
+  assert {c["scale"] for c in claims} == {"mini"} and all(
+      c["verdict"] in ("holds", "fails") for c in claims)
+  assert "curve" in json.load(open(tmp_path / "results" / "table1" / "reuse1.json"))["mini"][
+      "continual"]
   flp3 = json.load(open(tmp_path / "results" / "table1" / "flp3.json"))["mini"]["continual"]
   assert flp3["status"] == "done" and flp3["seeds"] == 2 and flp3["meta_steps"] == 2
   assert flp3["overrides"]["meta.steps"] == 2 and "net.widths" in flp3["reduced"]
@@ -159,8 +151,9 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--cells=1:flp4:iid"], "--cells=1:flp4:iid: expected some of 1:reuse1:iid"),
-    (["--cells=2:flp2:mini_imagenet", "--data_dir=/nonexistent"],
-     "mini_imagenet split 'train' (/nonexistent"),
+    (["--cells=2:flp2:omniglot", "--data_dir=/nonexistent"],
+     "omniglot split 'train' (/nonexistent"),
+    (["--cells=2:flp2:mini_imagenet"], "--cells=2:flp2:mini_imagenet: expected some of"),
     (["--scale=tiny"], "--scale"),
 ])
 def test_mini_bad_input_is_one_line_before_training(args, message, tmp_path):
@@ -182,7 +175,8 @@ def test_gpu_cells_trains_both_orders_as_one_program_within_its_budget(tmp_path)
   proc = subprocess.run(
       ["bash", "experiments/gpu_cells.sh", "1:reuse1:iid+continual", "900", "--seeds=2"]
       + TINY_CELL, cwd=REPO, capture_output=True, text=True, check=False,
-      env=dict(os.environ, OUT=str(out), WORKDIR_ROOT=str(tmp_path / "work")))
+      env=dict(os.environ, OUT=str(out), WORKDIR_ROOT=str(tmp_path / "work"),
+               PYTHON=sys.executable))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert '"networks": 4' in proc.stdout  # the [budget] line: 2 seeds x 2 orders timed
   cells = json.load(open(out / "results" / "table1" / "reuse1.json"))["paper"]

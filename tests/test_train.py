@@ -9,8 +9,6 @@ import subprocess
 import sys
 
 import chex
-import jax
-import numpy as np
 import pytest
 
 from flpjax import config as config_lib

@@ -1,4 +1,4 @@
-"""Appendix A's universality argument, checked numerically (issue 12, point 4).
+"""Appendix A's universality argument, checked numerically.
 
 The theory, written as tests: the construction of eq. (6)-(7) is built, a
 lifetime of Hebb or Oja updates is run, and the change of a query's

@@ -10,7 +10,7 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
 * ``order`` [iid]: ``iid`` (shuffled stream) or ``continual`` (all of one class's
   images, then the next class's; the Omniglot (continual) column).
 * ``row`` [flp2]: ``reuse1`` Feature reuse (1), ``flp2`` FLP (2), ``grad2``
-  Gradient-based (2), ``oml2`` Original OML (2); issue 12's `BEYOND_ROWS` (``dfa2``,
+  Gradient-based (2), ``oml2`` Original OML (2); `BEYOND_ROWS` (``dfa2``,
   ``fa2``, ``rule2``, ``rule2r``, ``rule2m``, ``pfb2``).
 * ``scale`` [paper]: ``paper``, ``reduced`` (`REDUCED`, CPU-sized), or ``mini`` (`MINI`:
   the CPU miniature of ``reproduce.py --scale=mini``, `MINI_SEEDS` networks, no sweep).
@@ -29,14 +29,15 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
       --config=experiments/configs/fewshot.py:row=grad2,init_ff_from=workdirs/omniglot_flp2 \
       --workdir=workdirs/omniglot_grad2
 
-Data: ``--config.fewshot.data_dir=<dir>`` (default ``../shared/data``; see README).
+Data: ``--config.fewshot.data_dir=<dir>`` (default ``$FLPJAX_DATA_DIR``, else
+``~/.local/share/flpjax``; see README, Data).
 
 reuse1, flp2, grad2 at paper scale: 40,000 meta-steps of one 25-step lifetime
 (meta-batch 1), tested on 500 lifetimes of unseen classes (5 support images per
 class, queries = the rest; Omniglot: from the first 15 of each class, queries
-the remaining 5; mini-ImageNet: the first 30 and the remaining 30; REFERENCE.md
+the remaining 5; mini-ImageNet: the first 30 and the remaining 30; docs/fidelity.md
 6). Network: 6 convs of 128 channels, dense 128, readout 1000 (mini-ImageNet:
-256 channels, dense 1000, RGB input; REFERENCE.md 1.4).
+256 channels, dense 1000, RGB input; docs/fidelity.md 1.4).
 FLP (flp2; reuse1 with only the readout plastic): readout clamped to the
 one-hot target, penultimate layer driven by ReLU(B y + c) with beta fixed at 1,
 Oja's rule, plasticity meta-learning rates of Table 4 as per-layer groups:
@@ -46,7 +47,7 @@ with a learned rate per parameter (initialised at 0.03, meta-learning rate
 1e-4), first-order meta-gradient. The reference's per-episode readout reset is
 off (``--config.gradient.reset_readout=True``).
 
-oml2: OML's proxy task (REFERENCE-OML.md 2.3, 3, 5; flpjax/tasks/oml_proxy.py).
+oml2: OML's proxy task (docs/fidelity.md OML 2.3, 3, 5; flpjax/tasks/oml_proxy.py).
 Per meta-step one trajectory class (Omniglot: classes 481..962 of the
 background split; mini-ImageNet: all 64 training classes), S = 10 single-image
 inner SGD steps on it (rate 0.03, OML's README, for Omniglot, whose argparse
@@ -96,11 +97,11 @@ REDUCED = {
     "eval.lifetimes": 200, "eval.batch": 50, "checkpoint_every": 500, "log_every": 250,
 }
 REDUCED_FLP = {"meta.lr.alpha_readout": 1e-2}
-#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the reduced network,
+#: The CPU miniature (BUILD_NOTES "The CPU miniature"): the reduced network,
 #: images and meta-steps, `MINI_SEEDS` networks per cell, the reduced sweep's choice as
 #: the fixed plasticity rate (no sweep), the paper's plain Adam (no network diverged at
 #: this scale, so no remedy is applied).
-MINI = {**REDUCED}
+MINI = {**REDUCED, "meta.steps": 4000, "eval.curve_every": 500, "eval.curve_lifetimes": 100}
 MINI_FLP = {**REDUCED_FLP, "meta.lr.alpha": 1e-2}
 MINI_SEEDS = 5
 #: The MLP rule's hidden width at the mini scale (as sine.py's: cost linear in it; with

@@ -9,8 +9,8 @@ The argument after ``:`` is ``key=value,...`` (defaults in brackets):
 
 * ``row`` [flp3]: ``reuse1`` Feature reuse (1), ``flp2`` / ``flp3`` FLP (2) / (3),
   ``grad3`` Gradient-based (3), ``oml3`` Original OML (3), ``dfa3`` / ``fa3`` direct /
-  layer-wise feedback alignment with the last 3 layers plastic (Figure 1's learners,
-  issue 12; inner SGD at grad3's rate along the fixed random feedback's credit
+  layer-wise feedback alignment with the last 3 layers plastic (Figure 1's learners;
+  inner SGD at grad3's rate along the fixed random feedback's credit
   signal, feed-forward meta-learning rate 1e-4 as grad3), ``rule3`` / ``rule3r`` FLP (3)
   with a meta-learned generalised Hebbian rule per layer started from Oja's
   coefficients / random ones, ``rule3m`` with a small MLP rule per layer, ``pfb3`` / ``pfb3h`` FLP (3) with plastic feedback
@@ -39,28 +39,28 @@ FLP rows (reuse1, flp2, flp3, flp9: the last 1, 2, 3, 9 layers plastic):
 plasticity meta-learning rate 1e-8 (the published command; the paper swept
 1e-6..1e-9 per network), initial plasticity 0, initial feedback strength 0.5,
 error feedback, Oja's rule, pre-feedback presynaptic activity, output layer
-not clamped (REFERENCE.md 2).
+not clamped (docs/fidelity.md 2).
 
 grad3: inner SGD on the plastic layers' weights and biases with one learned
 learning rate per parameter (initialised at 0.003, the reference's fixed rate;
 meta-learning rate 1e-6), first-order meta-gradient as the reference
-(REFERENCE.md 4). The paper initialises this baseline with the feed-forward
+(docs/fidelity.md 4). The paper initialises this baseline with the feed-forward
 weights of the matching FLP run (B.2):
 
   python experiments/train.py \
       --config=experiments/configs/sine.py:row=grad3,order=continual,init_ff_from=workdirs/sine_flp3_continual \
       --workdir=workdirs/sine_grad3_continual
 
-oml3: OML's regression meta-training (REFERENCE-OML.md 1.3-1.4, 5;
+oml3: OML's regression meta-training (docs/fidelity.md OML 1.3-1.4, 5;
 flpjax/estimators/oml.py): the last 3 layers plastic (OML's ``--rln 6``); inner
 plain SGD at 0.003 on their weights and biases, first-order meta-gradient, 400
 steps of 32 points; meta-loss on the 320 query points; Adam 1e-4 on every
 tensor with MultiStepLR([1500, 2500, 3500], 0.3) in one run of 20,000
 meta-steps; a pool of 400 functions; seed 1000; no clipping, no row reset.
 The i.i.d. column meta-trains on i.i.d. (batch-shuffled) streams, as every
-other row (REFERENCE-OML 5's default); OML's own driver only has the
+other row (docs/fidelity.md OML 5's default); OML's own driver only has the
 continual order: ``--config.oml.train_order=continual`` meta-trains as OML and
-evaluates on i.i.d. streams. Evaluation: the shared protocol (REFERENCE-OML
+evaluates on i.i.d. streams. Evaluation: the shared protocol (docs/fidelity.md (part II, OML)
 1.5), one SGD pass at 0.003, plastic layers not reset; mean query MSE.
 
   python experiments/train.py --config=experiments/configs/sine.py:row=oml3,order=continual \
@@ -105,13 +105,26 @@ REDUCED = {
     "meta.steps": 4000, "meta.lr.ff": 1e-3, "meta.lr.fb": 1e-3, "meta.lr.beta": 1e-3,
     "eval.lifetimes": 50, "checkpoint_every": 500, "log_every": 250,
 }
-#: The CPU miniature (issue 11; BUILD_NOTES "The CPU miniature"): the reduced network
-#: and lifetime (5 functions x 8 batches of 16 points) and 4,000 meta-steps, plasticities
-#: kept >= 0 (`MINI_REMEDY`: the divergence remedy measured to help), `MINI_SEEDS`
-#: networks per cell, the reduced sweep's most chosen plasticity rate (no sweep).
-MINI = {**REDUCED}
-MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout")}
-MINI_RATES = {"flp": {"meta.lr.alpha": 1e-6}}
+#: The CPU miniature in the paper's regime (BUILD_NOTES "The CPU miniature in the
+#: paper's regime"): the reduced 64-wide network, lifetimes of 5 functions x 20 batches
+#: of 16 points (the lever the calibration probes found: 8 batches per function left
+#: feature reuse at the family-mean level), 4,000 meta-steps, a learning curve every
+#: 500. FLP rows (`MINI_REMEDY`): plasticity initialised at 1e-3 (the authors' argparse
+#: default; 0 is a trap: no meta-gradient towards reuse until alpha > 0; 3e-4 left 2 of
+#: 6 networks at the family-mean level, 1e-3 explodes the first lifetimes of 1 of 6, which
+#: then counts as diverged: BUILD_NOTES), plasticities
+#: kept >= 0, and the readout's feedback initialised positive (a negative initial B
+#: moves the readout away from the target; the seeds that drew one stayed at the
+#: family-mean level), each measured in BUILD_NOTES. `MINI_SEEDS` networks per cell.
+MINI = {**REDUCED, "sine.steps_per_function": 20, "eval.curve_every": 500,
+        "eval.curve_lifetimes": 10}
+MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout"), "flp.init_alpha": 1e-3,
+               "flp.positive_readout_feedback": True}
+MINI_RATES = {"flp": {"meta.lr.alpha": 1e-5}}
+#: Initial readout plasticity of the FLP rows with more than one plastic layer (their
+#: other layers start at the paper's 0): at 1e-3 the first lifetimes of 3 of 6 FLP (3)
+#: networks were non-finite at every meta-step (BUILD_NOTES).
+MINI_READOUT_ALPHA = 3e-4
 #: Independent networks per miniature cell (claims at 2 standard errors).
 MINI_SEEDS = 6
 #: The MLP rule's hidden width at the mini scale: its cost is linear in the width, and
@@ -172,6 +185,8 @@ def get_config(arg=None):
       c.meta.lr.ff = 1e-4
   if scale == "mini":
     remedy = MINI_REMEDY if c.learner in ("flp", "learned_rule", "plastic_feedback") else {}
+    if remedy and c.plastic_layers > 1:  # the readout at MINI_READOUT_ALPHA, the others at 0
+      remedy = {**remedy, "flp.init_alpha": 0.0, "flp.init_alpha_readout": MINI_READOUT_ALPHA}
     rates = MINI_RATES["flp"] if remedy else MINI_RATES.get(c.learner, {})
     for path, value in {**MINI, **remedy, **rates}.items():
       config_lib.set_field(c, path, value)

@@ -1,4 +1,4 @@
-"""The original OML procedure's meta-gradient (Javed & White 2019; REFERENCE-OML 2.3).
+"""The original OML procedure's meta-gradient (Javed & White 2019; docs/fidelity.md OML 2.3).
 
 Full backprop through the proxy task's lifetime (`flpjax.tasks.oml_proxy`),
 with OML's two changes:
@@ -31,7 +31,7 @@ from flpjax.types import Params, Task
 
 
 def reset_readout_row(params: Params, readout: int, row: jax.Array, key: jax.Array) -> Params:
-  """Re-initialises row ``row`` of the readout weight (OML's reset trick, REFERENCE-OML 2.3).
+  """Re-initialises row ``row`` of the readout weight (OML's reset trick, docs/fidelity.md OML 2.3).
 
   The row gets kaiming-normal values with fan_in = the readout's input width
   (std ``sqrt(2 / in)``); the bias and every other row are untouched.

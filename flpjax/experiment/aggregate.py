@@ -3,14 +3,14 @@ runs; claims decided at 2 standard errors over independently meta-trained networ
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
 
 from flpjax import config as config_lib
 from flpjax import evaluate as evaluate_lib
+from flpjax.experiment import claims
 
 def evaluate_params(config, params, lifetimes: int | None = None, *,
                     validation: bool = False) -> dict[str, Any]:
@@ -53,9 +53,13 @@ def split_by_order(result: dict) -> dict[str, dict]:
   aggregated over the runs of each order, as if each order's runs were one job."""
   orders = [r.get("order") for r in result["runs"]]
   out = {}
+  curve = result.get("curve")
   for order in dict.fromkeys(orders):
     runs = [r for r, o in zip(result["runs"], orders) if o == order]
     out[order] = aggregate(runs) if len(runs) > 1 else dict(runs[0], runs=runs, n_runs=1)
+    if curve:
+      out[order]["curve"] = dict(curve, networks=[n for n, o in zip(curve["networks"], orders)
+                                                  if o == order])
   return out
 
 
@@ -63,7 +67,7 @@ def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
   key = jax.random.key(config.eval.validation_seed if validation else config.eval.seed)
   lifetimes = lifetimes or config.eval.lifetimes
   own = config_lib.ESTIMATORS[config.estimator].evaluate
-  if own is not None and not validation:  # e.g. OML's evaluation rule (REFERENCE-OML 5)
+  if own is not None and not validation:  # e.g. OML's evaluation rule (docs/fidelity.md OML 5)
     return own(config, params, lifetimes)
   learner = config_lib.make_learner(config)
   task = (config_lib.make_validation_task(config) if validation
@@ -72,9 +76,77 @@ def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
                                batch=config.eval.batch)
 
 
+def no_learning(config, lifetimes: int | None = None) -> dict[str, dict]:
+  """The no-learning baselines (`flpjax.baselines`) of ``config``'s meta-test task, on the
+  lifetimes `evaluate_params` draws (``eval.seed``, ``eval.lifetimes``)."""
+  from flpjax import baselines  # pylint: disable=g-import-not-at-top
+  c = run_config(config, 0)
+  task = config_lib.make_tasks(c)[1]
+  ways = c.fewshot.ways if task.output == "classification" else None
+  return baselines.no_learning(task, jax.random.key(c.eval.seed), lifetimes or c.eval.lifetimes,
+                               ways=ways, batch=c.eval.batch)
+
+
+def make_curve(config) -> Callable[[Any], dict[str, Any]]:
+  """``curve(params) -> {'metric', 'networks'}``: each network's mean meta-test metric
+  (``'mse'`` or ``'error'``) over the first ``eval.curve_lifetimes`` meta-test lifetimes
+  (those `evaluate_params` starts with), for a learning curve.
+
+  The lifetimes' programs are compiled once (one per stream order) and reused at
+  every point of the curve. Estimators with an evaluation of their own (OML) go
+  through it (`evaluate_params`).
+  """
+  n = int(config.eval.curve_lifetimes)
+  batch = min(int(config.eval.batch), n)
+  own = config_lib.ESTIMATORS[config.estimator].evaluate
+  compiled = {}
+
+  def one_network(c, params):
+    if own is not None:
+      r = _evaluate_one(c, params, n, False)
+      return {k: np.asarray(r["per_lifetime"][k]) for k in r["per_lifetime"]}
+    if c.order not in compiled:
+      learner = config_lib.make_learner(c)
+      task = config_lib.make_tasks(c)[1]
+      run = jax.jit(jax.vmap(evaluate_lib.make_lifetime_metrics(learner, task), (None, 0, None)))
+      compiled[c.order] = (run, task.data)
+    run, data = compiled[c.order]
+    keys = jax.random.split(jax.random.key(c.eval.seed), n)
+    outs = [jax.device_get(run(params, keys[i:i + batch], data)) for i in range(0, n, batch)]
+    return {k: np.concatenate([o[k] for o in outs])[:n] for k in outs[0]}
+
+  def curve(params) -> dict[str, Any]:
+    runs = int(config.runs)
+    values = []
+    for r in range(runs):
+      p = jax.tree.map(lambda a, r=r: a[r], params) if runs > 1 else params
+      out = one_network(run_config(config, r), p)
+      metric = "mse" if "mse" in out else "error"
+      values.append(float(np.mean(out[metric])))
+    return {"metric": metric, "networks": values}
+
+  return curve
+
+
+def curve_from_metrics(records: list[dict]) -> dict[str, Any] | None:
+  """The learning curve of a run from its ``metrics.jsonl`` records (kind ``'curve'``):
+  ``{'metric', 'split', 'step': [..], 'networks': [[value per step] per network]}``."""
+  points = {r["step"]: r for r in records if r.get("kind") == "curve"}  # a resume rewrites
+  if not points:
+    return None
+  steps = sorted(points)
+  per_step = [points[s]["networks"] for s in steps]
+  return {"metric": points[steps[0]]["metric"],
+          "split": f"meta-test (the first {points[steps[0]].get('lifetimes', '?')} lifetimes)",
+          "step": steps,
+          "networks": [[float(v[i]) for v in per_step] for i in range(len(per_step[0]))]}
+
+
 def aggregate(per_run: list[dict]) -> dict[str, Any]:
   """Mean and standard error across runs of each run's mean metric."""
-  out = {"runs": [{k: v for k, v in r.items() if k != "per_lifetime"} for r in per_run],
+  # Each run keeps its per-lifetime values (paired tests against the no-learning
+  # baselines on the same lifetimes, `claims.learns_per_network`).
+  out = {"runs": [dict(r) for r in per_run],
          "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run),
          "nonfinite_lifetimes": sum(r.get("nonfinite_lifetimes", 0) for r in per_run)}
   for name in ("mse", "accuracy", "error", "loss"):
@@ -109,30 +181,9 @@ def scalars(result: dict) -> dict:
 
 def per_network(result: dict, metric: str = "mse") -> list[float]:
   """Each network's mean ``metric`` from `evaluate_params`' result (one run or several),
-  NaN for a network with any diverged (non-finite) lifetime: `over_networks`' input."""
-  runs = result.get("runs", [result])
-  return [float(r[metric]) if not r.get("nonfinite_lifetimes") else float("nan") for r in runs]
+  NaN for a diverged network (`claims.network_values`): `over_networks`' input."""
+  return claims.network_values(result, metric)[0]
 
 
-def over_networks(values) -> dict[str, Any]:
-  """Mean and standard error of one value per independently meta-trained network.
-
-  Non-finite values (a network whose meta-training or lifetimes diverged) and None
-  are left out of the mean and counted in ``diverged``; ``stderr`` is None with fewer
-  than 2 finite values.
-  """
-  finite = [float(x) for x in values if x is not None and math.isfinite(x)]
-  v = np.asarray(finite, np.float64)
-  return {"mean": float(v.mean()) if len(v) else None,
-          "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None,
-          "networks": len(finite), "diverged": len(list(values)) - len(finite)}
-
-
-def below(a: dict, b: dict) -> str:
-  """The claim "a's mean is below b's": ``'holds'`` when the gap exceeds 2 standard
-  errors of the gap (``hypot`` of the two standard errors), else ``'fails'``; also
-  ``'fails'`` (with the reason) when a side has fewer than 2 finite networks, since
-  the claim cannot be shown at 2 standard errors over networks."""
-  if None in (a.get("mean"), b.get("mean"), a.get("stderr"), b.get("stderr")):
-    return "fails (fewer than 2 finite networks on a side: not shown at 2 standard errors)"
-  return "holds" if b["mean"] - a["mean"] > 2 * math.hypot(a["stderr"], b["stderr"]) else "fails"
+# The statistics over networks and the claim decision live in `claims`, the one place.
+over_networks, below = claims.over_networks, claims.below

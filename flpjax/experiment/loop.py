@@ -72,24 +72,28 @@ def _run_metadata(config, step: int, window: Window) -> dict:
 
 
 def open_run(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimizer, estimator):
-  """``(state, window, start)``: the latest checkpoint's, or fresh ones (start None)."""
-  start = mngr.latest_step()
+  """``(state, window, start)``: the newest good checkpoint's, or fresh ones (start None).
+
+  A latest checkpoint that cannot be restored is set aside with a warning and
+  the run resumes from the newest one that can (`checkpoints.restore_latest`).
+  """
+
+  def same_run(run, step):
+    changed = changed_fields(run.get("config", {}), config)
+    if changed:
+      listed = "; ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4
+                                         else "")
+      raise WorkdirError(
+          f"--workdir={workdir}: its checkpoint (step {step}) is of another run: {listed}; "
+          f"resume with the run's config (only {', '.join(RESUMABLE_FIELDS)} may change) or "
+          "use a new --workdir")
+
+  start, run, state = checkpoints.restore_latest(mngr, config, estimator, check=same_run)
   if start is None:
     return (initial_state(config, learner, optimizer, estimator), Window.empty(config.runs),
             None)
-  run, _ = checkpoints.restore(mngr, start)
-  changed = changed_fields(run.get("config", {}), config)
-  if changed:
-    listed = "; ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
-    raise WorkdirError(
-        f"--workdir={workdir}: its checkpoint (step {start}) is of another run: {listed}; "
-        f"resume with the run's config (only {', '.join(RESUMABLE_FIELDS)} may change) or "
-        "use a new --workdir")
-  _, state = checkpoints.restore(mngr, start, config, estimator)
   if config.runs > 1:
     state = parallel.shard_runs(state)
-  if not checkpoints.all_finite(state):
-    raise WorkdirError(f"--workdir={workdir}: checkpoint {start} holds non-finite values")
   logging.info("resumed from step %d of %s", start, workdir)
   if start > config.meta.steps:
     logging.warning("the checkpoint's step %d is beyond config.meta.steps=%d: evaluating it",
@@ -97,15 +101,32 @@ def open_run(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimiz
   return state, Window.restore(run["window"], config.runs), start
 
 
-def train(config, workdir, task, estimator, optimizer, mngr, writer, state, window, start):
-  """The meta-training loop from step ``start``; returns the final state."""
+def train(config, workdir, task, estimator, optimizer, mngr, writer, state, window, start,
+          curve=None):
+  """The meta-training loop from step ``start``; returns the final state.
+
+  ``curve`` (`aggregate.make_curve`): called every ``config.eval.curve_every``
+  meta-steps (and at step 0), its values written as ``'curve'`` records. A run
+  with ``config.meta.max_nonfinite_total`` skipped (non-finite) meta-steps in all
+  is stopped: it stays at its last good meta-parameters, a ``'stopped'`` record
+  names it, and its result counts as diverged; when every run has stopped the
+  job ends with `NonFiniteError`.
+  """
   runs = config.runs
+  every = int(config.eval.get("curve_every", 0) or 0)
+
+  def record_curve(done):
+    values = curve(state.params)
+    writer.write(done, "curve", dict(values, lifetimes=int(config.eval.curve_lifetimes)))
+
+  if curve is not None and every and start == 0:
+    record_curve(0)
   if runs == 1:
     meta_step = meta.make_meta_step(estimator, optimizer)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
     meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes)
   keys = checkpoints.run_keys(config) if runs > 1 else jax.random.key(config.seed)
-  failed = set()
+  failed, stopped = set(), set()
   progress = Progress("meta-step", start, config.meta.steps)
   step_times = []
 
@@ -139,6 +160,20 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
       record = {"loss": metrics["loss"][r], "in_row": metrics["nonfinite_in_row"][r],
                 "total": metrics["nonfinite_total"][r]}
       writer.write(done, "nonfinite", dict(record, run=int(r)) if runs > 1 else record)
+      total_limit = int(config.meta.get("max_nonfinite_total", 0) or 0)
+      if total_limit and metrics["nonfinite_total"][r] >= total_limit and r not in stopped:
+        stopped.add(r)
+        failed.add(r)
+        writer.write(done, "stopped", {"run": int(r), "nonfinite_total":
+                                       int(metrics["nonfinite_total"][r])})
+        if len(stopped) == runs:
+          raise NonFiniteError(
+              f"{int(metrics['nonfinite_total'][r])} meta-steps (up to step {done}) had a "
+              f"non-finite loss or gradient (config.meta.max_nonfinite_total={total_limit})"
+              f"{' in every run' if runs > 1 else ''}; stopped. {_last_good(mngr, workdir)}")
+        logging.warning("run %d: %d non-finite meta-steps in all; stopped (it stays at its "
+                        "last good parameters and counts as diverged)", r,
+                        metrics["nonfinite_total"][r])
       if metrics["nonfinite_in_row"][r] >= config.meta.max_nonfinite and r not in failed:
         failed.add(r)
         if len(failed) == runs:
@@ -161,6 +196,8 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
       progress.update(done, f"loss {means['loss']:.4g}")
       if done % config.log_every == 0:
         window, step_times = Window.empty(runs), []
+    if curve is not None and every and (done % every == 0 or done == config.meta.steps):
+      record_curve(done)
     if done % config.checkpoint_every == 0 or done == config.meta.steps:
       save(done)
   final_step = int(np.max(jax.device_get(state.step)))

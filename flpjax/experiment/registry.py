@@ -19,7 +19,9 @@ Adding a plug-in is one new module plus one line here:
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -50,6 +52,9 @@ class TaskEntry(NamedTuple):
     make_test: ``make_test(config) -> Task``: meta-test lifetimes.
     make_validation: ``make_validation(config) -> Task``: lifetimes for
       choosing hyper-parameters, never from the meta-test classes.
+    check_inputs: ``check_inputs(config)``: checks every data file a run
+      will read (validation data included when it sweeps), from stats
+      alone; `make_tasks` calls it before loading anything. None: no files.
   """
 
   output: str
@@ -58,6 +63,7 @@ class TaskEntry(NamedTuple):
   make_train: Callable[[Any], Task]
   make_test: Callable[[Any], Task]
   make_validation: Callable[[Any], Task]
+  check_inputs: Callable[[Any], None] | None = None
 
 
 class LearnerEntry(NamedTuple):
@@ -139,14 +145,26 @@ def _validate_fewshot(config) -> None:
   _check_int(config, "fewshot.image_size", 8, 512)
   _check_bool(config, "fewshot.query_overlap")
   _check_int(config, "fewshot.validation_classes", 0)
-  per_class, pool = {"omniglot": (20, 15), "mini_imagenet": (600, 30)}[config.task]
+  _check_int(config, "fewshot.support_pool", 0)
+  _check_int(config, "fewshot.test_pool", 0)
   f = config.fewshot
-  if f.shots > pool:
-    _fail("fewshot.shots", f.shots, f"at most {pool} (the meta-test support pool per class)")
-  if not f.query_overlap and f.shots + f.queries_per_class > per_class:
-    _fail("fewshot.queries_per_class", f.queries_per_class,
-          f"at most {per_class - f.shots} (fewshot.shots + queries <= {per_class} images "
-          "per class; or fewshot.query_overlap=True)")
+  if config.task == "custom":  # counts are checked against the data (fewshot.check_inputs)
+    _validate_custom(config)
+  else:
+    per_class = fewshot.SHAPES[config.task][0]
+    pool, held = fewshot.pools(config.task, per_class, f.support_pool, f.test_pool)
+    if f.shots > pool:
+      _fail("fewshot.shots", f.shots, f"at most {pool} (the meta-test support pool per class)")
+    if pool + held > per_class:
+      _fail("fewshot.test_pool", f.test_pool, f"at most {per_class - pool} (support pool "
+            f"{pool} + test pool <= {per_class} images per class)")
+    if not f.query_overlap and f.shots + f.queries_per_class > per_class:
+      _fail("fewshot.queries_per_class", f.queries_per_class,
+            f"at most {per_class - f.shots} (fewshot.shots + queries <= {per_class} images "
+            "per class; or fewshot.query_overlap=True)")
+    if config.sweep.lrs and fewshot.SPLITS[config.task][2] is None and not f.validation_classes:
+      _fail("fewshot.validation_classes", 0, f"> 0 with a sweep: {config.task} has no "
+            "validation split, so the sweep compares its runs on held-out meta-training classes")
   if not isinstance(config.fewshot.data_dir, str):
     _fail("fewshot.data_dir", config.fewshot.data_dir, "a directory path or ''")
   for f in ("channels", "hidden", "readout"):
@@ -157,27 +175,49 @@ def _validate_fewshot(config) -> None:
     _fail("net.strides", strides, "a non-empty tuple of positive integers")
 
 
+def _validate_custom(config) -> None:
+  """``config.custom``: a few-shot data set of your own (task 'custom')."""
+  c = config.custom
+  for split in ("train", "test"):
+    if not isinstance(c[split], str) or not c[split]:
+      _fail(f"custom.{split}", c[split], "a folder of class subfolders or a .npy/.npz file "
+            "(relative: under fewshot.data_dir)")
+  if not isinstance(c.val, str):
+    _fail("custom.val", c.val, "a folder of class subfolders, a .npy/.npz file or ''")
+  _check_int(config, "custom.channels", 1, 4)
+  for name, low in (("mean", None), ("std", 1e-12)):
+    values = c[name]
+    if (not isinstance(values, (tuple, list)) or len(values) not in (1, c.channels)
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+               or (low is not None and v < low) for v in values)):
+      _fail(f"custom.{name}", values, f"a tuple of 1 or custom.channels={c.channels} finite "
+            "numbers" + (" > 0" if low else ""))
+  if config.sweep.lrs and not c.val and not config.fewshot.validation_classes:
+    _fail("custom.val", c.val, "validation classes for the sweep (a folder or array file), "
+          "or set fewshot.validation_classes > 0")
+  if config.estimator == "oml":
+    _fail("task", config.task, "'omniglot' or 'mini_imagenet' with estimator='oml' (its proxy "
+          "task's class ranges are theirs)")
+
+
 def _fewshot_network(config):
   size = config.fewshot.image_size
-  channels = 1 if config.task == "omniglot" else 3
   return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout,
                                tuple(config.net.strides)),
-          (size, size, channels))
+          (size, size, fewshot.channels(config)))
 
 
 def _load(config, split: str):
-  from flpjax import datasets  # pylint: disable=g-import-not-at-top  # tfds: only when needed
-  f = config.fewshot
-  return datasets.load_split(config.task, split, data_dir=f.data_dir or None,
-                             image_size=f.image_size)
+  return fewshot.load(config, split)  # tfds is imported only here, when needed
 
 
 def _fewshot_test_task(config, images=None) -> Task:
   f = config.fewshot
-  _, test_split, _, pool, _ = fewshot.SPLITS[config.task]
+  test_split = fewshot.SPLITS[config.task][1]
   images = _load(config, test_split) if images is None else images
-  return fewshot.make_test_task(images, dataset=config.task, ways=f.ways, shots=f.shots,
-                                support_pool=pool, order=config.order)
+  return fewshot.make_test_task(images, dataset=fewshot.config_dataset(config),
+                                ways=f.ways, shots=f.shots, support_pool=f.support_pool or None,
+                                test_pool=f.test_pool or None, order=config.order)
 
 
 def _fewshot_train_task(config) -> Task:
@@ -186,16 +226,19 @@ def _fewshot_train_task(config) -> Task:
   train_images = _load(config, train_split)
   if f.validation_classes:
     train_images = train_images[:-f.validation_classes]
-  return fewshot.make_train_task(train_images, dataset=config.task, ways=f.ways, shots=f.shots,
+  return fewshot.make_train_task(train_images, dataset=fewshot.config_dataset(config),
+                                 ways=f.ways, shots=f.shots,
                                  queries=f.queries_per_class,
                                  order=tuple(config.get("run_orders", ())) or config.order,
                                  query_overlap=f.query_overlap)
 
 
 def _fewshot_validation_task(config) -> Task:
-  """Omniglot: the ``fewshot.validation_classes`` last meta-training classes; mini-ImageNet: 'val'."""
+  """Omniglot: the ``fewshot.validation_classes`` last meta-training classes; mini-ImageNet: 'val';
+  'custom': ``custom.val`` if set, else as Omniglot."""
   f = config.fewshot
-  train_split, _, val_split, _, _ = fewshot.SPLITS[config.task]
+  train_split = fewshot.SPLITS[config.task][0]
+  val_split = fewshot.validation_split(config)
   if val_split is not None:
     images = _load(config, val_split)
   elif f.validation_classes:
@@ -208,13 +251,14 @@ def _fewshot_validation_task(config) -> Task:
 
 _FEWSHOT = dict(output="classification", validate=_validate_fewshot, network=_fewshot_network,
                 make_train=_fewshot_train_task, make_test=_fewshot_test_task,
-                make_validation=_fewshot_validation_task)
+                make_validation=_fewshot_validation_task, check_inputs=fewshot.check_inputs)
 
 TASKS: dict[str, TaskEntry] = {
     "sine": TaskEntry("regression", _validate_sine, _sine_network, _sine_train, _sine_test,
                       _sine_test),
     "omniglot": TaskEntry(**_FEWSHOT),
     "mini_imagenet": TaskEntry(**_FEWSHOT),
+    "custom": TaskEntry(**_FEWSHOT),  # a data set of your own: config.custom
 }
 
 
@@ -229,6 +273,9 @@ def _validate_flp(config) -> None:
   _check_bool(config, "flp.clamp_readout")
   _check_float(config, "flp.init_alpha", 0.0)
   _check_float(config, "flp.init_beta", 0.0, 1.0)
+  _check_bool(config, "flp.positive_readout_feedback")
+  if config.flp.init_alpha_readout is not None:
+    _check_float(config, "flp.init_alpha_readout", 0.0)
 
 
 def _make_flp(config, layers, input_shape, output) -> Learner:
@@ -236,7 +283,9 @@ def _make_flp(config, layers, input_shape, output) -> Learner:
   return learners.flp(layers, input_shape, config.plastic_layers, output=output, rule=f.rule,
                       signal=f.signal, presynaptic=f.presynaptic, clip_beta=f.clip_beta,
                       clamp_readout=f.clamp_readout, init_alpha=f.init_alpha,
-                      init_beta=f.init_beta)
+                      init_beta=f.init_beta,
+                      positive_readout_feedback=f.positive_readout_feedback,
+      init_alpha_readout=f.init_alpha_readout)
 
 
 def _validate_gradient(config) -> None:
@@ -284,7 +333,9 @@ def _make_plastic_feedback(config, layers, input_shape, output) -> Learner:
       feedback_rule=p.feedback_rule, hidden_feedback=p.hidden_feedback,
       init_fb_rate=p.init_fb_rate, rule=f.rule, signal=f.signal, presynaptic=f.presynaptic,
       clip_beta=f.clip_beta, clamp_readout=f.clamp_readout, init_alpha=f.init_alpha,
-      init_beta=f.init_beta)
+      init_beta=f.init_beta,
+      positive_readout_feedback=f.positive_readout_feedback,
+      init_alpha_readout=f.init_alpha_readout)
 
 
 def _validate_learned_rule(config) -> None:
@@ -306,7 +357,9 @@ def _make_learned_rule(config, layers, input_shape, output) -> Learner:
       layers, input_shape, config.plastic_layers, output=output, rule=r.rule,
       init=r.init or None, per_synapse=r.per_synapse, hidden=r.hidden, signal=f.signal,
       presynaptic=f.presynaptic, clip_beta=f.clip_beta, clamp_readout=f.clamp_readout,
-      init_alpha=f.init_alpha, init_beta=f.init_beta)
+      init_alpha=f.init_alpha, init_beta=f.init_beta,
+      positive_readout_feedback=f.positive_readout_feedback,
+      init_alpha_readout=f.init_alpha_readout)
 
 
 LEARNERS: dict[str, LearnerEntry] = {
@@ -332,7 +385,7 @@ def _make_full(config, learner, task):
 
 
 def _validate_oml(config) -> None:
-  """The ``oml`` section (REFERENCE-OML 5)."""
+  """The ``oml`` section (docs/fidelity.md OML 5)."""
   _check_bool(config, "oml.reset_row")
   _check_float(config, "oml.clamp", 0.0)
   if config.task == "sine":
@@ -382,7 +435,7 @@ def _oml_train_task(config) -> Task:
 
 
 def _oml_evaluate(config, params, lifetimes: int) -> dict:
-  """OML's rows (REFERENCE-OML 5): few-shot with ``oml.eval_rule='adam'`` uses OML's inner Adam."""
+  """OML's rows (docs/fidelity.md OML 5): few-shot with ``oml.eval_rule='adam'`` uses OML's inner Adam."""
   from flpjax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   from flpjax import oml  # pylint: disable=g-import-not-at-top
   task = TASKS[config.task].make_test(config)
@@ -434,11 +487,19 @@ def _make_truncated(config, learner, task):
                             chunk=config.meta.chunk or None)
 
 
+def frozen_groups(config, learner: Learner) -> tuple[str, ...]:
+  """The learner's groups whose meta-learning rate is 0 (ES and PES do not perturb them)."""
+  lrs = meta_lrs(config, learner)
+  rate = lambda g: lrs.get(g.name, lrs.get(g.fallback))  # noqa: E731
+  return tuple(g.name for g in learner.groups
+               if isinstance(rate(g), (int, float)) and rate(g) == 0)
+
+
 def _make_es(config, learner, task):
   e = config.es
   return es_lib.make(learner, task, population=e.population, sigma=e.sigma,
                      meta_batch=config.meta.batch_size, antithetic=e.antithetic,
-                     chunk=e.chunk or None)
+                     chunk=e.chunk or None, frozen=frozen_groups(config, learner))
 
 
 def _validate_pes(config) -> None:
@@ -449,7 +510,8 @@ def _validate_pes(config) -> None:
 def _make_pes(config, learner, task):
   e = config.es
   return es_lib.make_pes(learner, task, window=config.truncated.window, population=e.population,
-                         sigma=e.sigma, meta_batch=config.meta.batch_size)
+                         sigma=e.sigma, meta_batch=config.meta.batch_size,
+                         frozen=frozen_groups(config, learner))
 
 
 ESTIMATORS: dict[str, EstimatorEntry] = {
@@ -478,7 +540,7 @@ def _memory_limit(config) -> int:
 
 def _check_lifetime_memory(config, learner: Learner) -> None:
   """Full backprop stores the fast state of every step (``meta.remat='step'``): stop early if
-  that cannot fit, and say what would (issue 12: lifetimes longer than memory allows)."""
+  that cannot fit, and say what would (lifetimes longer than memory allows)."""
   if config.estimator not in FULL_LIFETIME or config.meta.remat == "nested":
     return
   key = jax.random.key(0)
@@ -516,8 +578,15 @@ def make_learner(config) -> Learner:
 
 def make_tasks(config) -> tuple[Task, Task]:
   """``(meta-train task, meta-test task)`` of a validated config (the estimator's own
-  meta-training task where it has one, e.g. OML's proxy task)."""
+  meta-training task where it has one, e.g. OML's proxy task).
+
+  Every data file the run reads is checked first (`TaskEntry.check_inputs`):
+  a split needed only later, as the validation split of a sweep, stops the run
+  here, before anything is loaded or compiled.
+  """
   task = TASKS[config.task]
+  if task.check_inputs is not None:
+    task.check_inputs(config)
   own = ESTIMATORS[config.estimator].train_task
   return (own or task.make_train)(config), task.make_test(config)
 
@@ -530,6 +599,31 @@ def make_validation_task(config) -> Task:
   (held out of meta-training when > 0). mini-ImageNet: the 'val' split.
   """
   return TASKS[config.task].make_validation(config)
+
+
+def check_source_runs(config) -> None:
+  """The runs a new run starts from (``init_ff_from``, ``extend_from``) exist, with a config
+  and a checkpoint; `train.train_and_evaluate` checks them before anything is compiled
+  when it starts a run (a resumed run reads its own checkpoint, not them)."""
+  from flpjax.experiment import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment.errors import WorkdirError  # pylint: disable=g-import-not-at-top
+  for field in ("init_ff_from", "extend_from"):
+    path = config[field]
+    if not path:
+      continue
+    where = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(where):
+      _fail(field, path, f"a trained run's workdir; {where}: no such directory")
+    try:
+      workdir_lib.read_config(where)
+    except WorkdirError as e:
+      _fail(field, path, f"a trained run's workdir; {e}")
+    checkpoints = os.path.join(where, "checkpoints")
+    steps = [d for d in (os.listdir(checkpoints) if os.path.isdir(checkpoints) else [])
+             if d.isdigit()]
+    if not steps:
+      _fail(field, path, f"a trained run's workdir; no checkpoint in {checkpoints} (train "
+            "that run first)")
 
 
 def make_estimator(config, learner: Learner, task: Task):

@@ -52,6 +52,19 @@ def base_config() -> ml_collections.ConfigDict:
       # >0: the last N meta-training classes are held out of meta-training and serve as
       # validation classes (sweeps); mini-ImageNet validates on its own 'val' split.
       validation_classes=0,
+      # Meta-testing: support from each class's images [0, support_pool), queries the
+      # next test_pool images. 0 = the data set's (Omniglot 15 and 5, mini-ImageNet 30
+      # and 30, task 'custom': the first half and the rest).
+      support_pool=0, test_pool=0,
+  ))
+  # task='custom': a few-shot data set of your own (flpjax.datasets.folder). Each split
+  # is a folder of class subfolders (<split>/<class>/<image>) or a .npy/.npz array file;
+  # relative paths are under fewshot.data_dir. val: validation classes for sweeps ('' =
+  # none: fewshot.validation_classes holds meta-training classes out instead).
+  # channels: of every image (1 grey, 3 RGB; others are refused, never converted);
+  # inputs are (x / 255 - mean) / std, one value per channel or one for all.
+  c.custom = ml_collections.ConfigDict(dict(
+      train="train", test="test", val="", channels=3, mean=(0.0,), std=(1.0,),
   ))
   c.net = ml_collections.ConfigDict(dict(
       widths=nets.REGRESSION_WIDTHS,  # sine MLP hidden widths
@@ -64,6 +77,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.flp = ml_collections.ConfigDict(dict(
       rule="oja", signal="error", presynaptic="pre", clip_beta=False, clamp_readout=False,
       init_alpha=0.0, init_beta=0.5,
+      # A fed readout's feedback weights start at |B| (a divergence/trap remedy; off =
+      # the reference's kaiming-normal B of either sign).
+      positive_readout_feedback=False,
+      # Initial plasticity of the readout (None: init_alpha).
+      init_alpha_readout=ml_collections.config_dict.placeholder(float),
   ))
   c.gradient = ml_collections.ConfigDict(dict(
       lr=0.003, learn_lr=False, second_order=False, reset_readout=False,
@@ -90,7 +108,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # The meta-gradient estimator (flpjax/estimators, registry.ESTIMATORS): 'full'
   # (backprop through the whole lifetime, every row but one), 'oml' (the original OML
-  # procedure, REFERENCE-OML.md; needs learner='gradient'; the 'Original OML' rows),
+  # procedure, docs/fidelity.md (part II, OML); needs learner='gradient'; the 'Original OML' rows),
   # 'truncated' (backprop through truncated.window-step windows of a lifetime), 'es'
   # (antithetic evolution strategies, forward passes only), 'pes' (persistent ES over
   # truncated.window-step windows).
@@ -99,15 +117,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.es = ml_collections.ConfigDict(dict(population=16, sigma=0.01, antithetic=True, chunk=0))
   c.oml = ml_collections.ConfigDict(dict(
       # Sine: stream order of meta-training. '' = config.order (default: the i.i.d.
-      # column meta-trains on i.i.d. streams as every other row, REFERENCE-OML 5);
+      # column meta-trains on i.i.d. streams as every other row, docs/fidelity.md OML 5);
       # 'continual' = OML's only training order, evaluated on config.order.
       train_order="",
-      # Few-shot proxy task (REFERENCE-OML 2.3, 3): S single-image inner steps on one
+      # Few-shot proxy task (docs/fidelity.md OML 2.3, 3): S single-image inner steps on one
       # trajectory class; a remember batch from other classes; [lo, hi) class ranges
       # of the meta-training split (Omniglot defaults; mini-ImageNet (0, 64) twice).
       steps=10, remember=10, trajectory_classes=(481, 963), remember_classes=(0, 481),
       reset_row=True,  # re-initialise the trajectory class's readout row every episode
-      clamp=5.0,  # elementwise meta-gradient clamp; 0 = none (regression, REFERENCE-OML 1.4)
+      clamp=5.0,  # elementwise meta-gradient clamp; 0 = none (regression, docs/fidelity.md OML 1.4)
       # Few-shot evaluation: 'adam' = OML's rule (readout reset, fc1 kept, inner Adam at
       # the rate its search picks on support images); 'sgd' = FLP's gradient evaluation
       # (no reset, SGD at gradient.lr). Regression always uses the shared protocol.
@@ -118,6 +136,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.meta = ml_collections.ConfigDict(dict(
       steps=20000, batch_size=1, remat="step", chunk=0, max_nonfinite=10,
+      # A run with this many skipped (non-finite) meta-steps in all is stopped and
+      # counted as diverged (0: never).
+      max_nonfinite_total=100,
   ))
   # MultiStepLR of the 'ff' group: its rate is multiplied by ff_decay at each
   # milestone (meta-steps). () = constant (FLP's runs; OML regression: (1500, 2500, 3500), 0.3).
@@ -143,6 +164,9 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.eval = ml_collections.ConfigDict(dict(
       lifetimes=50, batch=10, seed=103450, at_start=False,
+      # Learning curve: every curve_every meta-steps (0: none) each network's mean metric
+      # over the first curve_lifetimes meta-test lifetimes ('curve' records, eval.json).
+      curve_every=0, curve_lifetimes=10,
       validation_seed=7,  # lifetimes of held-out functions / validation classes (sweeps)
   ))
   # Independent runs meta-trained together as one vmapped program (sharded over the
@@ -389,6 +413,9 @@ def validate_common(config) -> None:
   if config.sweep.lrs and config.runs != len(config.sweep.lrs):
     _fail("runs", config.runs, f"len(sweep.lrs) = {len(config.sweep.lrs)} (one run per swept rate)")
   _check_bool(config, "eval.at_start")
+  _check_int(config, "eval.curve_every", 0)
+  _check_int(config, "eval.curve_lifetimes", 2)
+  _check_int(config, "meta.max_nonfinite_total", 0)
   _check_int(config, "checkpoint_every", 1)
   _check_int(config, "keep_checkpoints", 1)
   _check_int(config, "log_every", 1)

@@ -1,4 +1,4 @@
-"""The gradient-based (OML-style) learner: inner SGD on the plastic layers (REFERENCE.md 4).
+"""The gradient-based (OML-style) learner: inner SGD on the plastic layers (docs/fidelity.md 4).
 
 The exact-gradient (backprop) member of the family that `dfa` and `fa`
 approximate. Meta-parameter groups: ``'ff'``, and with ``learn_lr`` the
@@ -35,7 +35,7 @@ def gradient(
     second_order: bool = False,
     reset_readout: bool = False,
 ) -> Learner:
-  """The gradient-based (OML-style) learner (REFERENCE.md 4).
+  """The gradient-based (OML-style) learner (docs/fidelity.md 4).
 
   Each step takes one SGD step on the plastic layers' weights *and biases*:
   ``p <- p - lr * dloss/dp`` with the step's own loss (`inner_loss`).

@@ -1,4 +1,4 @@
-"""OML's meta-training proxy task (Javed & White 2019; REFERENCE-OML 2.3, 3).
+"""OML's meta-training proxy task (Javed & White 2019; docs/fidelity.md OML 2.3, 3).
 
 One trajectory class learned in ``S`` single-image SGD steps, then tested on
 its held-out images and on a "remember" batch of other classes, with raw
@@ -17,7 +17,7 @@ import numpy as np
 from flpjax.tasks import fewshot
 from flpjax.types import Episode, Task
 
-#: Class ranges ``[lo, hi)`` of the proxy task per data set (REFERENCE-OML 2.2, 3):
+#: Class ranges ``[lo, hi)`` of the proxy task per data set (docs/fidelity.md OML 2.2, 3):
 #: (trajectory classes, remember classes) of the meta-training split.
 CLASS_RANGES = {
     "omniglot": ((481, 963), (0, 481)),
@@ -32,7 +32,7 @@ def proxy_positions(images_per_class: int, steps: int, max_held: int = 5
   OML walks the class's shuffled images with a counter ``1, 2, ...``: image
   ``counter`` is held out when ``counter % S == 0`` and joins the trajectory
   otherwise, until ``max_held`` are held out; the inner loop uses the first
-  ``S`` trajectory images (REFERENCE-OML 2.3 table: S = 10 of 20 images gives
+  ``S`` trajectory images (docs/fidelity.md OML 2.3 table: S = 10 of 20 images gives
   10 used and 2 held out; S = 5 gives 5 and 4; S = 20 fails, as OML's
   IndexError).
 
@@ -74,7 +74,7 @@ def sample_oml_episode(
     remember: int = 10,
     max_held: int = 5,
 ) -> Episode:
-  """One episode of OML's meta-training proxy task (REFERENCE-OML 2.3, 3).
+  """One episode of OML's meta-training proxy task (docs/fidelity.md OML 2.3, 3).
 
   One class ``c`` is drawn from ``trajectory_classes``; its images are
   shuffled and split by `proxy_positions` into ``S`` trajectory images (the

@@ -1,4 +1,4 @@
-"""Incremental sine waves (REFERENCE.md 1.3 and 5.1), generated in JAX.
+"""Incremental sine waves (docs/fidelity.md 1.3 and 5.1), generated in JAX.
 
 A lifetime sees ``F = 10`` sine functions ``y = A sin(x + phi)``. The input is
 ``(one_hot(slot, F), x)`` of width ``F + 1``, where ``slot`` is the function's
@@ -34,6 +34,10 @@ from flpjax.tasks.base import ORDERS, Task, order_flags
 Order = Literal["iid", "continual"]
 
 
+#: Amplitude and phase ranges of the function family (`sample_functions`' defaults).
+AMPLITUDE, PHASE = (0.1, 5.1), (0.0, math.pi)
+
+
 class Pool(NamedTuple):
   """Sine functions: amplitudes and phases, each ``(N,)``."""
 
@@ -41,11 +45,23 @@ class Pool(NamedTuple):
   phase: jax.Array
 
 
-def sample_functions(key: jax.Array, n: int, amplitude=(0.1, 5.1), phase=(0.0, math.pi)) -> Pool:
+def sample_functions(key: jax.Array, n: int, amplitude=AMPLITUDE, phase=PHASE) -> Pool:
   """``n`` random sine functions, uniform amplitude and phase."""
   ka, kp = jax.random.split(key)
   return Pool(jax.random.uniform(ka, (n,), minval=amplitude[0], maxval=amplitude[1]),
               jax.random.uniform(kp, (n,), minval=phase[0], maxval=phase[1]))
+
+
+def family_mean(x: jax.Array, amplitude=AMPLITUDE, phase=PHASE) -> jax.Array:
+  """``E[A sin(x + phi)]`` over the family (``A``, ``phi`` uniform and independent).
+
+  The best prediction of a function of the family from ``x`` alone, without
+  learning anything about the function: ``E[A] (cos(x + a) - cos(x + b)) / (b - a)``
+  for ``phi ~ U[a, b)`` (``2.6 (2 / pi) cos x`` for the default family). Its mean
+  squared error is the regression tasks' no-learning level.
+  """
+  (lo, hi), (a, b) = amplitude, phase
+  return 0.5 * (lo + hi) * (jnp.cos(x + a) - jnp.cos(x + b)) / (b - a)
 
 
 def encode(slot: jax.Array, x: jax.Array, n_functions: int) -> jax.Array:
