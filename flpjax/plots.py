@@ -716,6 +716,19 @@ def _scale_note(cells, scale: str) -> str:
   return f"mean ± s.e. over {'-'.join(map(str, sorted({n[0], n[-1]})))} networks"
 
 
+def _table_claim_lines(claims: list[dict] | None, table: str) -> list[str]:
+  """The table's claims at its smallest scale (one line each) and a count of the others:
+  every claim at every scale would not fit under the axes (all are in RESULTS.md)."""
+  lines = panel_claims(claims, f"table{table}", None) if claims else []
+  if not lines:
+    return []
+  first = next((s for s in _SCALE_NAMES if any(l.startswith(f"{s} scale") for l in lines)), None)
+  shown = [l for l in lines if first and l.startswith(f"{first} scale")]
+  rest = [l for l in lines if l not in shown]
+  return shown + ([f"Other scales (results/claims.json, RESULTS.md): {_verdicts(rest)}."]
+                  if rest else [])
+
+
 def table_figure(results_dir: str, table: str, claims: list[dict] | None = None):
   """Table ``table`` as a figure: one panel per column (see the module docstring)."""
   plt = _plt()
@@ -826,9 +839,7 @@ def table_figure(results_dir: str, table: str, claims: list[dict] | None = None)
                fontweight="bold", x=0.01, ha="left")
   lines = ([("Log axis where a column's values span decades; error bars: one standard error; "
              "the paper's values average 2 (regression) or 5 (classification) networks.")]
-           + ([f"Claims on this table (results/claims.json, listed in RESULTS.md): "
-                f"{_verdicts(panel_claims(claims, f'table{table}', None))}."]
-              if claims else []) + sorted(set(notes)))
+           + _table_claim_lines(claims, table) + sorted(set(notes)))
   _caption(fig, lines, 200)
   return fig
 

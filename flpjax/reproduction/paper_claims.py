@@ -49,48 +49,44 @@ class Claim(NamedTuple):
   section: str
 
 
-def _c(id_, text, kind, a, b, controls, panel, section):
-  return Claim(id_, text, kind, a, b, controls, panel, section)
-
-
 #: The paper's claims on Tables 1 and 2 (sections 6.1-6.3, Appendix B).
 CLAIMS: tuple[Claim, ...] = (
     # 6.1: plasticity beyond the readout improves performance in all tasks.
-    _c("flp3_below_reuse1_continual_sine", "FLP (3) below feature reuse (1) on continual sine",
+    Claim("flp3_below_reuse1_continual_sine", "FLP (3) below feature reuse (1) on continual sine",
        "below", ("1", "flp3", "continual"), ("1", "reuse1", "continual"), ("b",), "table1", "6.1"),
-    _c("flp3_below_reuse1_iid_sine", "FLP (3) below feature reuse (1) on i.i.d. sine",
+    Claim("flp3_below_reuse1_iid_sine", "FLP (3) below feature reuse (1) on i.i.d. sine",
        "below", ("1", "flp3", "iid"), ("1", "reuse1", "iid"), ("b",), "table1", "6.1"),
-    _c("flp2_below_reuse1_omniglot", "FLP (2) below feature reuse (1) on Omniglot",
+    Claim("flp2_below_reuse1_omniglot", "FLP (2) below feature reuse (1) on Omniglot",
        "below", ("2", "flp2", "omniglot"), ("2", "reuse1", "omniglot"), ("b",), "table2", "6.1"),
-    _c("flp2_below_reuse1_omniglot_continual",
+    Claim("flp2_below_reuse1_omniglot_continual",
        "FLP (2) below feature reuse (1) on continual Omniglot", "below",
        ("2", "flp2", "omniglot_continual"), ("2", "reuse1", "omniglot_continual"), ("b",),
        "table2", "6.1"),
-    _c("flp2_below_reuse1_mini_imagenet", "FLP (2) below feature reuse (1) on mini-ImageNet",
+    Claim("flp2_below_reuse1_mini_imagenet", "FLP (2) below feature reuse (1) on mini-ImageNet",
        "below", ("2", "flp2", "mini_imagenet"), ("2", "reuse1", "mini_imagenet"), ("b",),
        "table2", "6.1"),
     # 6.2: FLP matches the gradient-based learner.
-    _c("flp3_comparable_grad3_iid_sine", "FLP (3) comparable to gradient-based (3) on i.i.d. sine",
+    Claim("flp3_comparable_grad3_iid_sine", "FLP (3) comparable to gradient-based (3) on i.i.d. sine",
        "comparable", ("1", "flp3", "iid"), ("1", "grad3", "iid"), ("a", "b"), "table1", "6.2"),
-    _c("flp2_comparable_grad2_omniglot", "FLP (2) comparable to gradient-based (2) on Omniglot",
+    Claim("flp2_comparable_grad2_omniglot", "FLP (2) comparable to gradient-based (2) on Omniglot",
        "comparable", ("2", "flp2", "omniglot"), ("2", "grad2", "omniglot"), ("a", "b"),
        "table2", "6.2"),
-    _c("flp2_comparable_grad2_mini_imagenet",
+    Claim("flp2_comparable_grad2_mini_imagenet",
        "FLP (2) comparable to gradient-based (2) on mini-ImageNet", "comparable",
        ("2", "flp2", "mini_imagenet"), ("2", "grad2", "mini_imagenet"), ("a", "b"), "table2",
        "6.2"),
     # 6.3: FLP beats the gradient-based learner on continual tasks.
-    _c("flp3_below_grad3_continual_sine", "FLP (3) below gradient-based (3) on continual sine",
+    Claim("flp3_below_grad3_continual_sine", "FLP (3) below gradient-based (3) on continual sine",
        "below", ("1", "flp3", "continual"), ("1", "grad3", "continual"), ("b",), "table1", "6.3"),
-    _c("grad3_not_below_reuse1_continual_sine",
+    Claim("grad3_not_below_reuse1_continual_sine",
        "gradient-based (3) no better than feature reuse (1) on continual sine", "not_below",
        ("1", "grad3", "continual"), ("1", "reuse1", "continual"), ("a", "b"), "table1", "6.3"),
-    _c("flp2_below_grad2_omniglot_continual",
+    Claim("flp2_below_grad2_omniglot_continual",
        "FLP (2) below gradient-based (2) on continual Omniglot", "below",
        ("2", "flp2", "omniglot_continual"), ("2", "grad2", "omniglot_continual"), ("b",),
        "table2", "6.3"),
     # Appendix B: the gradient-based baseline improves on the original OML.
-    *(_c(f"{g}_below_{o}_{col}", f"gradient-based ({g[-1]}) below the original OML ({o[-1]}) "
+    *(Claim(f"{g}_below_{o}_{col}", f"gradient-based ({g[-1]}) below the original OML ({o[-1]}) "
          f"on {name}", "below", (t, g, col), (t, o, col), ("b",), f"table{t}", "B")
       for t, g, o, col, name in (
           ("1", "grad3", "oml3", "iid", "i.i.d. sine"),
