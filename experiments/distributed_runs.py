@@ -27,10 +27,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from flpjax import config as config_lib
-from flpjax import meta, parallel, summary, train
+from flpjax import meta, parallel, train
 from flpjax.experiment.checkpoints import run_keys
-from flpjax.experiment.metrics import write_json
 from flpjax.experiment.warmstart import initial_state
+from flpjax.reporting import errors
+from flpjax.reporting.metrics import write_json
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -43,7 +44,7 @@ flags.mark_flags_as_required(["config", "output"])
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   if _NUM_PROCESSES.value != 1:
     parallel.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _CONFIG.value
@@ -60,7 +61,7 @@ def main(argv):
     estimator = config_lib.make_estimator(config, learner, task)
     state = initial_state(config, learner, optimizer, estimator)  # sharded over all hosts
   except train.USER_ERRORS as e:
-    summary.exit_with_error(e, 2)
+    errors.exit_with_error(e, 2)
   logging.info("process %d of %d holds runs %s of %d", jax.process_index(),
                jax.process_count(), parallel.local_runs(config.runs), config.runs)
   keys = parallel.shard_runs(run_keys(config))
@@ -88,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

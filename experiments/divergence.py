@@ -32,8 +32,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from flpjax import config as config_lib
-from flpjax import lifetime, meta, summary
+from flpjax import lifetime, meta
 from flpjax.experiment import aggregate, checkpoints
+from flpjax.reporting import errors, metrics
+from flpjax.reporting.progress import Progress
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=False)
@@ -88,15 +90,15 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
   group_norms = jax.jit(jax.vmap(lambda t: _norms_by_group(t, learner)))
 
   records, first_bad = [], [None] * runs
-  progress = summary.Progress("meta-step", 0, steps)
+  progress = Progress("meta-step", 0, steps)
   t0 = time.time()
   for s in range(steps):
     step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, s)
     before = states.params
     if (s + 1) % every == 0:
       before = jax.tree.map(jnp.copy, before)
-    states, metrics = step_fn(states, step_keys, task.data)
-    m = jax.device_get(metrics)
+    states, step_metrics = step_fn(states, step_keys, task.data)
+    m = jax.device_get(step_metrics)
     finite = np.asarray(m["finite"]).astype(bool)
     new_bad = False
     for r in np.flatnonzero(~finite):
@@ -117,7 +119,7 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
       progress.update(s + 1, f"loss {np.nanmedian(np.asarray(m['loss'])):.4g}")
   train_s = time.time() - t0
   out = {"config": json.loads(config.to_json_best_effort()), "runs": runs, "steps": steps,
-         "device": summary.device_name(), "train_s": round(train_s, 1),
+         "device": metrics.device_name(), "train_s": round(train_s, 1),
          "first_nonfinite_step": first_bad, "records": records}
   final = None
   if eval_lifetimes:
@@ -142,10 +144,10 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   out = study(_CONFIG.value, _RUNS.value, _STEPS.value, _EVERY.value, _EVAL.value)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  summary.write_json(_OUT.value, out)
+  metrics.write_json(_OUT.value, out)
   ev = out.get("eval", {})
   print(json.dumps({"diverged": f"{out['diverged']} of {out['runs']}",
                     "first_nonfinite_step": out["first_nonfinite_step"],
@@ -154,4 +156,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

@@ -21,8 +21,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from flpjax import summary
 from flpjax import train
+from flpjax.reporting import errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the run's).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
@@ -51,7 +51,7 @@ def _check_writable(path):
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   try:
     if _EXPORT.value:
       try:
@@ -78,10 +78,10 @@ def main(argv):
     with open(output, "w") as f:
       json.dump(result, f, indent=1)
   except train.USER_ERRORS as e:
-    summary.exit_with_error(e, 2)
+    errors.exit_with_error(e, 2)
   logging.info("wrote %s", output)
   print(train.results_table([(f"{_PARAMS.value or _WORKDIR.value} @ step {step}", result)]))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

@@ -56,9 +56,10 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from flpjax import analysis, lifetime, plots, summary, train
+from flpjax import analysis, lifetime, plots, train
 from flpjax import config as config_lib
 from flpjax.experiment.aggregate import below, over_networks
+from flpjax.reporting import errors
 from flpjax.tasks.base import metrics as task_metrics
 
 _FLP = flags.DEFINE_list("flp_workdirs", [], "Workdirs of FLP runs.")
@@ -330,7 +331,7 @@ def plot(results: dict[str, Any], output_dir: str) -> list[str]:
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   try:
     if not _FLP.value and not _GRAD.value and not _FLP_PARAMS.value:
       raise config_lib.ConfigError(

@@ -12,7 +12,7 @@ a lifetime of T = 40 steps):
   state kept for the backward pass, `meta.remat='step'`) and for truncated
   backprop with a T-step window (`flpjax.estimators.truncated`), at the mini size
   and at paper size (the 9-layer, 300/900-wide network). It also records the
-  lifetime at which the config check (`registry._check_lifetime_memory`) refuses
+  lifetime at which the config check (`flpjax.config.build.check_lifetime_memory`) refuses
   full backprop on this machine.
 * ``train``: FLP (3) and gradient-based (3) meta-trained on lifetimes of
   ``--factor`` x T steps, with truncated backprop (window T, 4,000 meta-steps)
@@ -34,10 +34,12 @@ import time
 
 import jax
 from absl import app, flags
+from ml_collections import config_flags
 
 from flpjax import config as config_lib
-from flpjax import meta, summary, train
+from flpjax import meta, train
 from flpjax.experiment import aggregate
+from flpjax.reporting import errors, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +59,9 @@ _SHORT_ROOT = flags.DEFINE_string(
     "meta-trained on T-step lifetimes.")
 _LIFETIMES = flags.DEFINE_integer("lifetimes", 50, "Meta-test lifetimes per network.",
                                   lower_bound=2)
-_SET = flags.DEFINE_multi_string("set", [], "path=value set in every run (tests: small sizes).")
+_CONFIG = errors.define_config_overrides(
+    "config", config_lib.base_config(), "Only its fields: --config.<field>=<value> sets the "
+    "field in every run (tests: small sizes), e.g. --config.net.widths=(8,8,8).")
 _OUTPUT = flags.DEFINE_string(
     "output", os.path.join(REPO, "results", "beyond", "long_lifetimes_training.json"),
     "Output JSON.")
@@ -67,11 +71,10 @@ CONFIG = "experiments/configs/sine.py:row={row},order=continual,scale={scale}"
 
 
 def _config(row: str, scale: str = "mini", factor: int = 1, estimator: str = "full"):
-  """The continual sine config of ``row`` at ``scale`` with ``--set``, on lifetimes of
+  """The continual sine config of ``row`` at ``scale`` with ``--config.<field>``, on lifetimes of
   ``factor`` x T steps, and T."""
   config = config_lib.load_file(os.path.join(REPO, CONFIG.format(row=row, scale=scale)))
-  for path, value in config_lib.parse_set(_SET.value).items():
-    config_lib.set_field(config, path, value)
+  config.update_from_flattened_dict(config_flags.get_override_values(flags.FLAGS[_CONFIG.name]))
   t = config.sine.n_functions * config.sine.steps_per_function
   config.sine.steps_per_function *= factor
   if estimator == "truncated":
@@ -207,7 +210,7 @@ def claims(rows: list[dict], factor: int) -> list[dict]:
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   bad = [p for p in _PARTS.value if p not in ("memory", "train", "claims")]
   if bad:
     sys.exit(f"error: --parts={','.join(bad)}: expected some of memory, train, claims")
@@ -226,12 +229,12 @@ def main(argv):
     with open(_OUTPUT.value) as f:
       out = json.load(f)
   if {"memory", "train"} & set(_PARTS.value):  # what produced the numbers
-    out.update(device=summary.device_name(), command="python " + " ".join(
+    out.update(device=metrics.device_name(), command="python " + " ".join(
         [os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]))
   try:
     if "memory" in _PARTS.value:
       out["memory"] = memory_curve(factors, _MEMORY_SCALES.value)
-      summary.write_json(_OUTPUT.value, out)
+      metrics.write_json(_OUTPUT.value, out)
     if "train" in _PARTS.value:
       out["train"] = train_part(_FACTOR.value)
     elif "claims" in _PARTS.value:
@@ -241,10 +244,10 @@ def main(argv):
   except (config_lib.ConfigError, train.WorkdirError) as e:
     sys.exit(f"error: {str(e).splitlines()[0]}")
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  summary.write_json(_OUTPUT.value, out)
+  metrics.write_json(_OUTPUT.value, out)
   for c in out.get("train", {}).get("claims", []):
     print(f"{c['claim']}: {c['verdict']}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

@@ -22,8 +22,9 @@ import sys
 from absl import app, flags
 
 from flpjax import config as config_lib
-from flpjax import summary, train
+from flpjax import train
 from flpjax.experiment import aggregate
+from flpjax.reporting import errors, metrics
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs of meta-trained sine runs.")
 _FACTORS = flags.DEFINE_list("factors", ["1", "2", "5", "10"], "Lifetime multipliers k.")
@@ -54,7 +55,7 @@ def evaluate(workdir: str, factors: list[int], lifetimes: int) -> dict:
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   try:
     factors = [int(k) for k in _FACTORS.value]
     if not factors or min(factors) < 1 or factors != sorted(factors):
@@ -90,9 +91,9 @@ def main(argv):
                      "factor": k, "a": a["workdir"], "b": b["workdir"],
                      "growth_a": ga, "growth_b": gb, "verdict": verdict})
   out = {"factors": factors, "lifetimes": _LIFETIMES.value, "rows": rows, "claims": claims,
-         "device": summary.device_name(), "command": " ".join(sys.argv)}
+         "device": metrics.device_name(), "command": " ".join(sys.argv)}
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-  summary.write_json(_OUTPUT.value, out)
+  metrics.write_json(_OUTPUT.value, out)
   for r in rows:
     print(r["learner"], r["plastic_layers"], {k: v["mean"] for k, v in r["summary"].items()})
   for c in claims:
@@ -100,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

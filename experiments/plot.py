@@ -25,7 +25,8 @@ import time
 
 from absl import app, flags, logging
 
-from flpjax import plots, summary
+from flpjax import plots
+from flpjax.reporting import errors
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Run directories, comma-separated; without "
                               "them every figure of --results_dir is redrawn.")
@@ -44,9 +45,9 @@ def main(argv):
   del argv
   if _WORKDIRS.value:
     try:
-      summary.plot_curves(_WORKDIRS.value, _OUTPUT.value, _METRIC.value, _SMOOTHING.value)
-    except summary.WorkdirError as e:
-      summary.exit_with_error(e, 2)
+      plots.plot_curves(_WORKDIRS.value, _OUTPUT.value, _METRIC.value, _SMOOTHING.value)
+    except errors.WorkdirError as e:
+      errors.exit_with_error(e, 2)
     logging.info("wrote %s", _OUTPUT.value)
   elif _MARKDOWN.value:
     print(plots.figures_markdown(_RESULTS.value), end="")
@@ -57,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

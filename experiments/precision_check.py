@@ -22,35 +22,33 @@ Output: one JSON file.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import jax
 import numpy as np
 from absl import app, flags
+from ml_collections import config_flags
 
 from flpjax import config as config_lib
-from flpjax import meta, summary
+from flpjax import meta
+from flpjax.config.schema import MATMUL_PRECISIONS
 from flpjax.experiment import aggregate
-from flpjax.experiment.schema import MATMUL_PRECISIONS
+from flpjax.reporting import errors, metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-_CONFIG = flags.DEFINE_string("config", None, "Config string (experiments/configs/...:args).")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config string (experiments/configs/...:args); --config.<field>=<value> "
+    "sets a field (tests: sizes).")
 _PRECISIONS = flags.DEFINE_list("precisions", ["tensorfloat32", "default"],
                                 f"Precisions to check against float32 ({MATMUL_PRECISIONS}).")
 _CURVE_STEPS = flags.DEFINE_integer("curve_steps", 2000, "Meta-steps of each curve (0: none).",
                                     lower_bound=0)
 _RUNS = flags.DEFINE_integer("runs", 4, "Networks (seeds) per curve.", lower_bound=2)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the fixed lifetime and of the networks.")
-_SET = flags.DEFINE_multi_string("set", [], "path=value set in the config (tests: sizes).")
 _OUTPUT = flags.DEFINE_string("output", "precision_check.json", "Output JSON.")
 
 
 def _load(runs: int):
-  config = config_lib.load_file(os.path.join(REPO, _CONFIG.value))
-  for path, value in config_lib.parse_set(_SET.value).items():
-    config_lib.set_field(config, path, value)
+  config = _CONFIG.value.copy_and_resolve_references()  # with its --config.<field> values
   config.runs = runs
   config.run_orders = ()
   config.sweep.lrs = ()
@@ -113,7 +111,7 @@ def curves(config, precisions: list[str], steps: int) -> dict[str, list[float]]:
 def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   if not _CONFIG.value:
     sys.exit("error: --config: expected a config string, e.g. "
              "experiments/configs/sine.py:row=flp3")
@@ -122,7 +120,9 @@ def main(argv):
     sys.exit(f"error: --precisions={','.join(bad)}: expected some of {MATMUL_PRECISIONS}")
   try:
     config = _load(1)
-    out = {"config": _CONFIG.value, "set": _SET.value, "device": summary.device_name(),
+    flag = flags.FLAGS[_CONFIG.name]
+    out = {"config": config_flags.get_config_filename(flag),
+           "overrides": config_flags.get_override_values(flag), "device": metrics.device_name(),
            "jax": jax.__version__, "gradient_relative_error": gradient_errors(
                config, _PRECISIONS.value)}
     if _CURVE_STEPS.value:
@@ -135,11 +135,11 @@ def main(argv):
         out["verdicts"][p] = {"difference": d, "agrees_with_float32": bool(agree)}
   except config_lib.ConfigError as e:
     sys.exit(f"error: {str(e).splitlines()[0]}")
-  summary.write_json(_OUTPUT.value, out)
+  metrics.write_json(_OUTPUT.value, out)
   for p, groups in out["gradient_relative_error"].items():
     print(p, {g: f"{e:.2e}" for g, e in groups.items()},
           out.get("verdicts", {}).get(p, {}).get("agrees_with_float32"))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

@@ -16,8 +16,8 @@ row.
 from absl import app, flags
 from ml_collections import config_flags
 
-from flpjax import summary
 from flpjax import train
+from flpjax.reporting import errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -27,14 +27,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  summary.quiet_libraries()
+  errors.quiet_libraries()
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except train.USER_ERRORS as e:
-    summary.exit_with_error(e, 2)
+    errors.exit_with_error(e, 2)
   except train.NonFiniteError as e:
-    summary.exit_with_error(e, 3)
+    errors.exit_with_error(e, 3)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=summary.parse_flags_or_exit)
+  app.run(main, flags_parser=errors.parse_flags_or_exit)

@@ -10,7 +10,8 @@ The names most used from your own JAX code are here; each lives in a submodule:
 * meta-training (`flpjax.meta`, `flpjax.estimators`): `make_optimizer`,
   `init_state`, `make_meta_step` (any optax optimizer), `init_states`,
   `make_runs_meta_step`, `set_learning_rates`, `TrainState`; estimators
-  ``estimators.full``, ``truncated``, ``es``, ``oml``.
+  ``estimators.full``, ``truncated``, ``es``; the original OML procedure is
+  `flpjax.protocols.oml`.
 * evaluation (`flpjax.evaluate`): `lifetime_metrics` (jittable arrays),
   `evaluate` (mean and standard error on the host).
 * data (`flpjax.types`, `flpjax.tasks`): `Episode`, `Task`; ``tasks.sine``,
@@ -18,7 +19,7 @@ The names most used from your own JAX code are here; each lives in a submodule:
 * networks and local rules: `flpjax.nets`, `flpjax.plasticity`, `flpjax.feedback`.
 
 The experiment code (`flpjax.train`, `flpjax.config`, `flpjax.experiment`,
-`flpjax.datasets`, `flpjax.analysis`, `flpjax.oml`, `flpjax.parallel`, ...)
+`flpjax.datasets`, `flpjax.analysis`, `flpjax.protocols`, `flpjax.parallel`, ...)
 is imported when first used.
 
 Example:
@@ -55,8 +56,8 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that is no
   __version__ = "0+unknown"
 
 #: Submodules imported on first use (they pull in orbax, tensorflow-datasets, matplotlib).
-_LAZY = ("analysis", "config", "datasets", "experiment", "oml", "parallel", "plots", "summary",
-         "train", "universality")
+_LAZY = ("analysis", "config", "datasets", "experiment", "parallel", "plots", "protocols",
+         "reporting", "reproduction", "train", "trunks", "universality")
 
 __all__ = [
     "Episode", "Group", "Learner", "Task", "TrainState", "__version__", "dfa", "estimators",

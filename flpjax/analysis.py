@@ -67,15 +67,16 @@ def map_lifetimes(
   in every analysis.
 
   Args:
-    fn: a jittable analysis of one lifetime; ``init_key`` is for ``learner.init``.
-    params: meta-parameters.
+    fn: a jittable analysis of one lifetime; ``init_key`` ``()`` is for ``learner.init``.
+    params: meta-parameters (``learner.init_params``'s tree).
     task: the task whose ``sample`` draws the lifetimes.
-    key: PRNG key.
-    lifetimes: number of lifetimes.
+    key: PRNG key ``()``.
+    lifetimes: number of lifetimes, ``L``.
     batch: lifetimes evaluated together with ``vmap``.
 
   Returns:
-    ``fn``'s outputs stacked over lifetimes (leading axis ``lifetimes``), on the host.
+    ``fn``'s outputs stacked over lifetimes, on the host: every leaf ``(L, ...)``,
+    e.g. ``(L, T, n_plastic)`` for `update_norms`.
   """
   keys = jax.random.split(key, lifetimes)
 
@@ -483,12 +484,14 @@ def extend_plasticity(
 
   Args:
     learner: the learner to continue with (same network as ``source``).
-    source: meta-parameters of a (feature-reuse) FLP run.
-    key: PRNG key for the new layers' parameters.
+    source: meta-parameters of a (feature-reuse) FLP run (FLP's tree, leaf
+      shapes: `learners.param_labels`).
+    key: PRNG key ``()`` for the new layers' parameters.
     lrs: learning rate per meta-parameter group (``meta.make_optimizer``).
 
   Returns:
-    ``(params, lrs)``.
+    ``(params, lrs)``: ``learner.init_params``' tree, the shared entries of
+    the shapes of ``source``'s.
 
   Raises:
     ValueError: if the networks (or a shared layer's parameters) differ.

@@ -30,13 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from flpjax import lifetime
-from flpjax import summary
 from flpjax.learners import Learner, Params, check_task
-from flpjax.tasks.base import Task, metrics as task_metrics
+from flpjax.reporting.progress import Progress
+from flpjax.tasks.base import Task
+from flpjax.tasks.base import metrics as task_metrics
 
 
 def make_lifetime_metrics(learner: Learner, task: Task):
-  """``f(params, key, data) -> {metric: ()}`` of one fresh lifetime (no gradient).
+  """``f(params, key (), data) -> {metric: ()}`` of one fresh lifetime (no gradient).
 
   The key is split into the episode's key and the learner's ``init`` key (as
   in meta-training). Metrics: ``mse`` (regression), or ``accuracy``,
@@ -66,7 +67,7 @@ def lifetime_metrics(learner: Learner, task: Task, params: Params, keys: jax.Arr
 
   Args:
     learner, task: as for `make_lifetime_metrics`.
-    params: meta-parameters.
+    params: meta-parameters (``learner.init_params``'s tree).
     keys: PRNG keys ``(n,)``, e.g. ``jax.random.split(key, n)``.
     data: the task's data (``task.data``), an argument so that jit does not
       bake it into the program.
@@ -78,7 +79,7 @@ def lifetime_metrics(learner: Learner, task: Task, params: Params, keys: jax.Arr
 
 
 def mean_and_stderr(values: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """``{metric: mean, metric_stderr: std (ddof 1) / sqrt(n)}`` of ``{metric: (n,)}`` arrays.
+  """``{metric: mean (), metric_stderr: std (ddof 1) / sqrt(n) ()}`` of ``{metric: (n,)}`` arrays.
 
   The jittable counterpart of `summarize` (which also counts diverged
   lifetimes and returns Python floats).
@@ -95,8 +96,10 @@ def mean_and_stderr(values: dict[str, jax.Array]) -> dict[str, jax.Array]:
 def summarize(values: dict[str, np.ndarray]) -> dict[str, Any]:
   """Mean, standard error (std with ddof 1 over sqrt n) and n of every metric.
 
-  A lifetime whose metric is not finite (its fast weights diverged) makes the
-  mean NaN, as it should; ``nonfinite_lifetimes`` counts them and, when there
+  ``values`` is ``{metric: (n,)}`` (one entry per lifetime, e.g. `lifetime_metrics`'s
+  on the host); the result's values are Python floats and ints. A lifetime
+  whose metric is not finite (its fast weights diverged) makes the mean NaN,
+  as it should; ``nonfinite_lifetimes`` counts them and, when there
   are some, ``<metric>_finite_mean`` is the mean over the others.
   """
   out = {}
@@ -129,8 +132,8 @@ def evaluate(
   Args:
     learner: the learner.
     task: the meta-test task (fresh functions, or meta-test classes).
-    params: meta-parameters.
-    key: PRNG key; lifetime ``i`` uses ``jax.random.split(key, lifetimes)[i]``
+    params: meta-parameters (``learner.init_params``'s tree).
+    key: PRNG key ``()``; lifetime ``i`` uses ``jax.random.split(key, lifetimes)[i]``
       whatever ``batch`` is, so other batch sizes evaluate the same lifetimes
       (equal up to float rounding; bit for bit for a given ``batch``).
     lifetimes: number of lifetimes (paper: 50 regression, 500 classification).
@@ -138,7 +141,8 @@ def evaluate(
 
   Returns:
     ``{metric: mean, metric_stderr: ..., 'lifetimes': n, 'per_lifetime': {...}}``
-    (Python floats and lists: `summarize` of `lifetime_metrics`).
+    (Python floats and lists): `summarize` of `lifetime_metrics`'s
+    ``{metric: (n,)}`` (``n = lifetimes``), which ``'per_lifetime'`` holds as lists.
   """
   check_task(learner, task)  # before anything is traced
   keys = jax.random.split(key, lifetimes)
@@ -146,7 +150,7 @@ def evaluate(
   chunks = -(-lifetimes // batch)
   keys = jnp.concatenate([keys, keys[:chunks * batch - lifetimes]])  # pad the last chunk
   run_chunk = jax.jit(lambda p, k, d: lifetime_metrics(learner, task, p, k, d))
-  progress = summary.Progress("evaluation: lifetime", 0, lifetimes, every_s=10.0)
+  progress = Progress("evaluation: lifetime", 0, lifetimes, every_s=10.0)
 
   def dispatch(c):  # asynchronous: returns before the chunk is computed
     return run_chunk(params, keys[c * batch:(c + 1) * batch], task.data)

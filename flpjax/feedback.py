@@ -28,7 +28,11 @@ SIGNALS = ("error", "target")
 
 
 def encode_target(y: jax.Array, output: Output, width: int) -> jax.Array:
-  """Targets as the network's output space: ``(B, 1)`` values or one-hot ``(B, width)``."""
+  """Targets as the network's output space ``(B, m)``.
+
+  Regression targets ``(B, m)`` are returned as they are; classification labels
+  ``(B,)`` become one-hot ``(B, width)`` (``width``: the readout's, ``m``).
+  """
   if output == "classification":
     return jax.nn.one_hot(y, width, dtype=jnp.float32)
   return y
@@ -55,12 +59,19 @@ def signal(target: jax.Array, y_hat: jax.Array, kind: Signal, output: Output) ->
 
 
 def project(fb: dict, s: jax.Array) -> jax.Array:
-  """``ReLU(s @ B.T + c)``: the feedback-driven activity ``(B, out)``."""
+  """``ReLU(s @ B.T + c)``: the feedback-driven activity ``(B, out)``.
+
+  ``fb`` is ``{'B': (out, m), 'c': (out,)}``; the signal ``s`` is ``(B, m)``.
+  """
   return jax.nn.relu(s @ fb["B"].T + fb["c"])
 
 
 def mix(h: jax.Array, f: jax.Array, beta: jax.Array, clip: bool = False) -> jax.Array:
-  """``beta * f + (1 - beta) * h``; with ``clip``, ``beta`` is clipped to [0, 1]."""
+  """``beta * f + (1 - beta) * h``; with ``clip``, ``beta`` is clipped to [0, 1].
+
+  ``h`` (feed-forward) and ``f`` (feedback) activities are ``(B, out)``, ``beta``
+  is ``()`` (or broadcasts); the result is ``(B, out)``.
+  """
   if clip:
     beta = jnp.clip(beta, 0.0, 1.0)
   return beta * f + (1.0 - beta) * h

@@ -42,7 +42,10 @@ REMATS = ("none", "step", "nested")
 
 
 def encode_stream(learner: Learner, params: Params, xs: jax.Array) -> jax.Array:
-  """Frozen-trunk features of a whole stream ``(T, B, *input_shape) -> (T, B, d)`` in one call."""
+  """Frozen-trunk features of a whole stream ``(T, B, *input_shape) -> (T, B, in)`` in one call.
+
+  ``in`` is the first plastic layer's input width (``learner.encode``'s output).
+  """
   check_inputs(learner, xs.shape[2:], "xs (T, B, *input_shape)")
   t, b = xs.shape[:2]
   h = learner.encode(params, xs.reshape((t * b,) + xs.shape[2:]))
@@ -93,7 +96,7 @@ def run(
     params: meta-parameters.
     xs: inputs ``(T, B, *input_shape)``.
     ys: targets ``(T, B, ...)``.
-    key: PRNG key for the learner's ``init`` (readout reset).
+    key: PRNG key ``()`` for the learner's ``init`` (readout reset).
     fast: the fast state to start from (default ``learner.init(params, key)``).
     remat: checkpointing of the scan (see module docstring).
     chunk: steps per chunk for ``remat='nested'`` (default ``ceil(sqrt(T))``).
@@ -102,7 +105,10 @@ def run(
       analyses). Not differentiated through by `meta`.
 
   Returns:
-    ``(fast_T, observations)``; observations is None without ``observe``.
+    ``(fast_T, observations)``: the fast state after ``T`` steps, laid out as
+    ``learner.init``'s (each learner's module docstring; FLP's is
+    ``{layer: {'w': (out, in)}}``), and ``observe``'s outputs with a leading
+    ``(T, ...)`` axis (None without ``observe``).
   """
   return run_encoded(learner, params, encode_stream(learner, params, xs), ys, key=key,
                      fast=fast, remat=remat, chunk=chunk, observe=observe)
@@ -111,7 +117,11 @@ def run(
 def run_encoded(learner: Learner, params: Params, h: jax.Array, ys: jax.Array, *,
                 key: jax.Array | None = None, fast: FastState | None = None,
                 remat: Remat = "step", chunk: int | None = None, observe=None):
-  """`run` on a stream already through the frozen trunk: ``h (T, B, d)``, ``ys (T, B, ...)``."""
+  """`run` on a stream already through the frozen trunk: ``h (T, B, in)``, ``ys (T, B, ...)``.
+
+  ``in`` is the first plastic layer's input width (`encode_stream`'s output);
+  the other arguments and the result are `run`'s.
+  """
   chex.assert_rank(h, 3)
   chex.assert_equal_shape_prefix((h, ys), 2)  # one target per example, step for step
   if fast is None:

@@ -42,16 +42,20 @@ from flpjax.types import Params
 
 #: Table 3 of the paper (regression): meta-learning rate of every group.
 PAPER_REGRESSION_LRS = {"ff": 1e-4, "fb": 1e-4, "alpha": 1e-8, "beta": 1e-4}
-#: Groups every optimizer state has (frozen when the learner lacks them), so that the
-#: state's layout, and so checkpoints written before learners declared their groups,
-#: does not depend on the learner.
-STANDARD_GROUPS = ("ff", "fb", "alpha", "alpha_readout", "beta")
 
 
 class TrainState(NamedTuple):
   """Meta-training state: step count, meta-parameters, optimizer state, estimator state.
 
-  ``estimator`` is ``()`` for estimators without state (full backprop, OML, ES).
+  Attributes:
+    step: meta-steps taken, int32 ``()``.
+    params: the meta-parameters, ``learner.init_params``'s tree (leaf shapes:
+      `learners.param_labels`).
+    opt_state: the optimizer's state (``optimizer.init(params)``).
+    estimator: the estimator's state (e.g. `estimators.truncated.State`);
+      ``()`` for estimators without state (full backprop, OML, ES).
+
+  States of ``R`` runs (`init_states`) have a leading ``(R,)`` axis on every leaf.
   """
 
   step: jax.Array
@@ -101,7 +105,7 @@ def make_optimizer(
     The optimizer.
   """
   lrs = dict(lrs)
-  names = tuple(dict.fromkeys(STANDARD_GROUPS + group_names(learner)))
+  names = group_names(learner)
   unknown = set(lrs) - set(names)
   if unknown:
     raise ValueError(f"unknown meta-parameter groups {sorted(unknown)}; this learner has "
@@ -109,8 +113,6 @@ def make_optimizer(
   for g in learner.groups:
     if g.fallback is not None:
       lrs.setdefault(g.name, lrs.get(g.fallback, 0.0))
-  if "alpha_readout" not in lrs:  # standard layout: the readout shares alpha's rate
-    lrs["alpha_readout"] = lrs.get("alpha", 0.0)
 
   unknown = set(nonnegative) - set(names)
   if unknown:
@@ -141,8 +143,8 @@ def set_learning_rates(opt_state, lrs: Mapping[str, Any]):
   """The optimizer state with new learning rates for some groups.
 
   Args:
-    opt_state: a state of `make_optimizer` (possibly with a leading run axis).
-    lrs: ``{group: rate}``; a rate may be an array with the run axis.
+    opt_state: a state of `make_optimizer` (possibly with a leading run axis ``(R,)``).
+    lrs: ``{group: rate}``; a rate is ``()`` or, with the run axis, ``(R,)``.
 
   Returns:
     The updated state.
@@ -177,7 +179,19 @@ def init_state(learner: Learner, optimizer: optax.GradientTransformation, key: j
                params: Params | None = None, estimator: Estimator | None = None) -> TrainState:
   """Fresh meta-parameters (or ``params``) with fresh optimizer and estimator states.
 
-  The estimator's state is drawn from ``fold_in(key, 1)`` (the parameters from ``key``).
+  The estimator's state is drawn from ``fold_in(key, 1)`` (the parameters from ``key``,
+  a PRNG key ``()``).
+
+  Args:
+    learner: the learner.
+    optimizer: the optimizer of the meta-parameters (e.g. `make_optimizer`'s).
+    key: PRNG key ``()``.
+    params: meta-parameters to start from, ``learner.init_params``'s tree (leaf
+      shapes: `learners.param_labels`); default ``learner.init_params(key)``.
+    estimator: the estimator whose state to initialise (None: no state, ``()``).
+
+  Returns:
+    The `TrainState`, ``step`` ``()`` at 0.
   """
   params = learner.init_params(key) if params is None else params
   est = () if estimator is None else estimator.init(params, jax.random.fold_in(key, 1))
@@ -289,7 +303,10 @@ def make_meta_step(
 
 def init_states(learner: Learner, optimizer: optax.GradientTransformation,
                 keys: jax.Array, estimator: Estimator | None = None) -> TrainState:
-  """`init_state` for ``R`` independent runs: every leaf gets a leading run axis."""
+  """`init_state` for ``R`` independent runs, one per key of ``keys (R,)``.
+
+  Every leaf of the returned `TrainState` gets a leading run axis ``(R, ...)``.
+  """
   return jax.vmap(lambda k: init_state(learner, optimizer, k, estimator=estimator))(keys)
 
 

@@ -136,7 +136,9 @@ def init(key: jax.Array, layers: Sequence[Layer], input_shape: Sequence[int]) ->
     input_shape: shape of one input example, e.g. ``(11,)`` or ``(84, 84, 1)``.
 
   Returns:
-    A list of ``{'w', 'b'}`` dicts, float32.
+    A list with one float32 ``{'w', 'b'}`` dict per layer: ``w (out, in)``,
+    ``b (out,)`` for a dense layer; ``w (k, k, in, out)``, ``b (out,)`` for a
+    convolution (``in``: `input_dims`).
   """
   params = []
   for layer, in_dim, k in zip(
@@ -154,6 +156,7 @@ def init(key: jax.Array, layers: Sequence[Layer], input_shape: Sequence[int]) ->
 
 
 def activate(z: jax.Array, activation: Activation) -> jax.Array:
+  """``relu(z)`` or ``z`` (``'linear'``), elementwise: the shape of ``z``, e.g. ``(B, out)``."""
   return jax.nn.relu(z) if activation == "relu" else z
 
 
@@ -212,7 +215,11 @@ conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def apply_layer(layer: Layer, p: dict, x: jax.Array) -> jax.Array:
-  """One layer (with its activation) on a batch ``x`` of shape ``(B, ...)``."""
+  """One layer (with its activation) on a batch ``x`` of shape ``(B, ...)``.
+
+  A dense layer flattens ``x`` to ``(B, in)`` and gives ``(B, out)``; a
+  convolution takes ``(B, H, W, C)`` and gives ``(B, H', W', out)``.
+  """
   if isinstance(layer, Conv):
     z = conv2d(x, p["w"], layer.stride) + p["b"]
   else:
@@ -229,13 +236,14 @@ def forward(
 
   Args:
     layers: the network.
-    params: its parameters.
+    params: its parameters (`init`'s list).
     x: a batch ``(B, *input_shape)``.
 
   Returns:
     ``(y, hs)`` where ``hs[0] = x`` and ``hs[l + 1]`` is the (post-activation)
-    output of layer ``l``; ``y = hs[-1]``. This is the reference's
-    ``activations_list``.
+    output of layer ``l``, ``(B, *output_shapes(layers, input_shape)[l])``
+    (unflattened); ``y = hs[-1]``, ``(B, m)`` for the library's networks. This
+    is the reference's ``activations_list``.
   """
   hs = [x]
   for layer, p in zip(layers, params):
@@ -244,7 +252,7 @@ def forward(
 
 
 def apply(layers: Sequence[Layer], params: Params, x: jax.Array) -> jax.Array:
-  """The network's output on a batch ``(B, *input_shape)``; flattens a conv output."""
+  """The network's output ``(B, out)`` on a batch ``(B, *input_shape)``; flattens a conv output."""
   for layer, p in zip(layers, params):
     x = apply_layer(layer, p, x)
   return x.reshape(x.shape[0], -1) if x.ndim > 2 else x

@@ -121,6 +121,9 @@ def _leaves_n(tree) -> int:
 def shard_runs(tree: Any, devices=None) -> Any:
   """Places every leaf's leading (run) axis across the devices (no-op when not divisible).
 
+  Every leaf of ``tree`` is ``(R, ...)`` (e.g. `meta.init_states`' states, keys
+  ``(R,)``); the result has the same shapes.
+
   With several processes, ``tree`` is the full value, the same on every process
   (not checked), and each process keeps its slice (`local_runs`); leaves that
   are already global arrays are resharded.
@@ -150,7 +153,8 @@ def global_runs(local_tree: Any, n: int | None = None, devices=None) -> Any:
   ``keys[local_runs(n)]``), so that no process builds all of them.
 
   Args:
-    local_tree: this process's runs (leading axis ``n / process_count()``).
+    local_tree: this process's runs, leaves ``(n / process_count(), ...)``;
+      the result's leaves are global ``(n, ...)`` arrays.
     n: the number of runs in all (default: the local count times the process count).
     devices: the devices (default: all).
   """
@@ -175,7 +179,8 @@ def gather_runs(tree: Any) -> Any:
   in one program (`jax.jit` to a replicated sharding: an all-gather between
   the processes, as ``jax.experimental.multihost_utils.process_allgather``
   does leaf by leaf). PRNG keys come back as key arrays on a local device.
-  With one process this is ``jax.device_get``.
+  With one process this is ``jax.device_get``. Leaves keep their global shapes,
+  ``(R, ...)`` for run-sharded ones.
   """
   leaves, treedef = jax.tree.flatten(tree)
   spread = [i for i, x in enumerate(leaves)

@@ -42,12 +42,22 @@ def hebb_increment(w: jax.Array, pre: jax.Array, post: jax.Array,
 
 
 def oja(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
-  """Oja's rule, batch-summed, per-synapse ``alpha`` (docs/fidelity.md 2.5)."""
+  """Oja's rule, batch-summed, per-synapse ``alpha`` (docs/fidelity.md 2.5).
+
+  Args:
+    w: weights ``(out, in)``.
+    pre: pre-synaptic activity ``(B, in)``.
+    post: post-synaptic activity ``(B, out)``.
+    alpha: plasticity ``(out, in)``, or anything that broadcasts (e.g. ``()``).
+
+  Returns:
+    The new weights ``(out, in)``.
+  """
   return w + oja_increment(w, pre, post, alpha)
 
 
 def hebb(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
-  """Hebb's rule ``w + alpha * post.T @ pre``, batch-summed."""
+  """Hebb's rule ``w + alpha * post.T @ pre``, batch-summed; shapes as `oja`, ``(out, in)``."""
   return w + hebb_increment(w, pre, post, alpha)
 
 
@@ -59,13 +69,19 @@ def oja_stable_increment(w: jax.Array, pre: jax.Array, post: jax.Array,
   the decay term removes at most the whole weight in one step instead of
   flipping its sign (Oja's rule oscillates and explodes once ``alpha D > 2``).
   A sign-free stabiliser: it bounds the step whatever the sign of ``alpha``.
+  Shapes as `oja`: ``w, alpha (out, in)``, ``pre (B, in)``, ``post (B, out)``;
+  returns ``(out, in)``.
   """
   decay = jnp.sum(post * post, axis=0)[:, None]
   return alpha * (post.T @ pre) - jnp.clip(alpha * decay, -1.0, 1.0) * w
 
 
 def oja_stable(w: jax.Array, pre: jax.Array, post: jax.Array, alpha: jax.Array) -> jax.Array:
-  """`oja_stable_increment` applied: Oja's rule with its decay factor bounded by 1."""
+  """`oja_stable_increment` applied: Oja's rule with its decay factor bounded by 1.
+
+  Shapes as `oja`: ``w, alpha (out, in)``, ``pre (B, in)``, ``post (B, out)``;
+  returns ``(out, in)``.
+  """
   return w + oja_stable_increment(w, pre, post, alpha)
 
 

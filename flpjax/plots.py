@@ -33,15 +33,13 @@ The style (`METHODS`: one name and colour per method, the same in every figure;
 `RC`: fonts and sizes; `SCALES`: a marker per scale) is shared by
 ``experiments/figures.py`` (which analyses trained runs, then draws Figure 2
 with `figure2_files`) and ``experiments/plot.py``. Matplotlib is imported
-inside the functions (`flpjax.summary` re-exports `plot_curves`; binaries that
-draw nothing do not pay for it).
+inside the functions (binaries that draw nothing do not pay for it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import math
 import os
 import re
@@ -52,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from flpjax.experiment.errors import WorkdirError
-from flpjax.experiment.metrics import read_metrics
+from flpjax.reporting.errors import WorkdirError
+from flpjax.reporting.metrics import read_json, read_metrics
 
 # ----------------------------------------------------------------------------- style
 
@@ -267,19 +265,12 @@ def _fmt(x) -> str:
   return f"{x:.2g}" if abs(x) < 1e4 else f"{x:.1e}"
 
 
-def _json(path: str, default=None):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return default
-
 
 # ----------------------------------------------------------------------------- claims
 
 def load_claims(results_dir: str) -> list[dict] | None:
   """``results/claims.json`` (a list of claim objects), or None when absent or unreadable."""
-  data = _json(os.path.join(results_dir, "claims.json"))
+  data = read_json(os.path.join(results_dir, "claims.json"))
   return data if isinstance(data, list) else None
 
 
@@ -659,7 +650,7 @@ def load_cells(results_dir: str, table: str) -> dict[tuple[str, str, str], dict]
   out = {}
   for path in sorted(glob.glob(os.path.join(results_dir, f"table{table}", "*.json"))):
     row = os.path.splitext(os.path.basename(path))[0]
-    for scale, columns in (_json(path) or {}).items():
+    for scale, columns in (read_json(path) or {}).items():
       if isinstance(columns, dict):
         for column, cell in columns.items():
           if isinstance(cell, dict):
@@ -917,7 +908,7 @@ def section71_figure(results_dir: str, claims: list[dict] | None = None):
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
   found = []
   for path in sorted(glob.glob(os.path.join(results_dir, "section71*.json"))):
-    d = _json(path)
+    d = read_json(path)
     if d:
       found.append((d.get("scale") or "reduced", d))
   found.sort(key=lambda s: _SCALE_NAMES.index(s[0]) if s[0] in _SCALE_NAMES else 9)
@@ -972,7 +963,7 @@ def figure2_dirs(results_dir: str) -> list[str]:
 
 
 def _iid_of(folder: str) -> dict | None:
-  return _json(os.path.join(folder, "iid", "figure2.json"))
+  return read_json(os.path.join(folder, "iid", "figure2.json"))
 
 
 def plot_all(results_dir: str = "results", log=print,
@@ -985,7 +976,7 @@ def plot_all(results_dir: str = "results", log=print,
         "figure2.json's own verdicts, the tables' none")
   paths = []
   for folder in figure2_dirs(results_dir):
-    data = _json(os.path.join(folder, "figure2.json"))
+    data = read_json(os.path.join(folder, "figure2.json"))
     if data:
       paths += figure2_files(data, folder, _iid_of(folder), claims, formats=formats)
   tables = os.path.join(results_dir, "tables")
@@ -1052,7 +1043,7 @@ def figure_snippets(results_dir: str = "results") -> dict[str, str]:
       "FLP (3) meta-trained further from feature reuse's networks with their feed-forward "
       "initialisation frozen, against feature reuse (1) and FLP (3) from scratch, per scale. "
       f"Drawn by {src} from `results/section71*.json`.")
-  folders = [(f, _json(os.path.join(f, "figure2.json")) or {}) for f in figure2_dirs(results_dir)]
+  folders = [(f, read_json(os.path.join(f, "figure2.json")) or {}) for f in figure2_dirs(results_dir)]
   folders.sort(key=lambda fd: (_scale_key(figure2_scale(fd[1], fd[0])), fd[0]))
   for folder, data in folders:
     rel = os.path.relpath(folder, results_dir).replace(os.sep, "/")

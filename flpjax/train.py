@@ -27,14 +27,23 @@ from absl import logging
 
 from flpjax import config as config_lib
 from flpjax.datasets import DataError
-from flpjax.experiment import aggregate, loop, registry
+from flpjax.experiment import aggregate, loop
 from flpjax.experiment.aggregate import evaluate_params, results_table  # noqa: F401
-from flpjax.experiment.checkpoints import (checkpoint_manager, export_params,  # noqa: F401
-                                           load_params_file, load_run, restore_params)
-from flpjax.experiment.errors import NonFiniteError, WorkdirError
-from flpjax.experiment.metrics import MetricWriter, read_metrics, write_json
-from flpjax.experiment.workdir import (RESUMABLE_FIELDS, changed_fields,  # noqa: F401
-                                       prepare_workdir, read_config)
+from flpjax.experiment.checkpoints import (  # noqa: F401
+  checkpoint_manager,
+  export_params,
+  load_params_file,
+  load_run,
+  restore_params,
+)
+from flpjax.experiment.workdir import (  # noqa: F401
+  RESUMABLE_FIELDS,
+  changed_fields,
+  prepare_workdir,
+  read_config,
+)
+from flpjax.reporting.errors import NonFiniteError, WorkdirError
+from flpjax.reporting.metrics import MetricWriter, read_metrics, write_json
 
 #: Errors caused by the inputs (config, flags, workdir, data): the binaries
 #: print their one-line message and exit with status 2.
@@ -70,7 +79,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   train_task, _ = config_lib.make_tasks(config)  # data errors before any workdir state
   ckpts = os.path.join(workdir, "checkpoints")
   if not (os.path.isdir(ckpts) and any(d.isdigit() for d in os.listdir(ckpts))):
-    registry.check_source_runs(config)  # a fresh run: the runs it starts from exist
+    config_lib.check_source_runs(config)  # a fresh run: the runs it starts from exist
   estimator = config_lib.make_estimator(config, learner, train_task)
   mngr = checkpoint_manager(workdir, config.keep_checkpoints)
   writer, results = None, []

@@ -44,16 +44,16 @@ class Task(NamedTuple):
 
   Attributes:
     sample: ``sample(key, data) -> Episode``, pure and jittable.
-    data: arrays the sampler reads (a pool of functions, images); passed to
-      ``sample`` as an argument so that jit does not bake them into the
-      program.
+    data: arrays the sampler reads (a pool of functions ``(N,)``, uint8 images
+      ``(classes, images_per_class, H, W, C)``); passed to ``sample`` as an
+      argument so that jit does not bake them into the program.
     output: ``'regression'`` or ``'classification'``.
-    input_shape: shape of one input example.
+    input_shape: shape of one input example, e.g. ``(11,)`` or ``(84, 84, 1)``.
     output_dim: width of a regression target (classification: number of
       classes per episode).
     data_axes: how ``data`` maps over the runs of `meta.make_runs_meta_step`
       (its ``vmap`` ``in_axes``): None, shared by every run; e.g. ``(None, 0)``
-      for ``(shared arrays, one stream order per run)``.
+      for ``(shared arrays, one stream order per run)`` (order flags ``(R,)``).
   """
 
   sample: Callable[[jax.Array, Any], Episode]
@@ -87,6 +87,14 @@ def loss(output: str, y_hat: jax.Array, y: jax.Array) -> jax.Array:
   Regression: mean squared error over the batch (targets ``(B, m)``).
   Classification: mean cross-entropy of integer labels ``(B,)`` over all
   readout logits (the reference's 1000-way softmax).
+
+  Args:
+    output: ``'regression'`` or ``'classification'``.
+    y_hat: outputs ``(B, m)`` (``(Q, m)`` on the query set).
+    y: targets ``(B, m)``, or integer labels ``(B,)``.
+
+  Returns:
+    The loss, ``()``.
   """
   chex.assert_equal_shape_prefix((y_hat, y), 1)
   if output == "classification":
@@ -96,12 +104,16 @@ def loss(output: str, y_hat: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def loss_fn(output: str) -> Callable[[jax.Array, jax.Array], jax.Array]:
-  """The meta-loss ``(pred, y) -> scalar`` of an output kind (`loss`)."""
+  """The meta-loss of an output kind (`loss`): ``f(pred (Q, m), yq (Q, m) or (Q,)) -> ()``."""
   return lambda pred, y: loss(output, pred, y)
 
 
 def metrics(output: str, pred: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-  """Per-lifetime metrics on the query set: ``mse``, or ``accuracy``, ``error`` and ``loss``."""
+  """Per-lifetime metrics on the query set: ``mse``, or ``accuracy``, ``error`` and ``loss``.
+
+  ``pred`` is ``(Q, m)``, ``y`` ``(Q, m)`` (regression) or integer labels ``(Q,)``;
+  every metric is ``()``.
+  """
   if output == "classification":
     acc = jnp.mean(jnp.argmax(pred, axis=-1) == y)
     return {"accuracy": acc, "error": 1.0 - acc, "loss": loss(output, pred, y)}

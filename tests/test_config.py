@@ -88,15 +88,10 @@ def test_every_experiment_config_is_valid_and_documents_its_command(name):
 def test_defaults_are_the_paper_regression_settings():
   c = config_lib.base_config()
   config_lib.validate(c)
-  assert config_lib.meta_lrs(c) == {"ff": 1e-4, "fb": 1e-4, "alpha": 1e-8, "beta": 1e-4}
+  assert config_lib.meta_lrs(c) == {"ff": 1e-4, "fb": 1e-4, "alpha": 1e-8, "alpha_readout": 1e-8,
+                                    "beta": 1e-4}  # the readout takes alpha's rate
   assert c.flp.init_alpha == 0.0 and c.flp.init_beta == 0.5
   assert c.meta.steps == 20000 and c.eval.lifetimes == 50
   assert tuple(c.net.widths) == (300, 300, 300, 300, 300, 900, 300, 300)
 
 
-def test_parse_set_reads_literals_and_names_a_bad_item():
-  assert config_lib.parse_set(["meta.steps=100", "net.widths=(8,8)", "order=continual",
-                               "meta.lr.alpha=1e-6"]) == {
-      "meta.steps": 100, "net.widths": (8, 8), "order": "continual", "meta.lr.alpha": 1e-6}
-  with pytest.raises(config_lib.ConfigError, match="--set=meta.steps: expected path=value"):
-    config_lib.parse_set(["meta.steps"])

@@ -353,7 +353,7 @@ def test_truncated_through_train_resumes_exactly(tmp_path):
     ("truncated.window", 4, "config.truncated.window=4: expected a divisor of the lifetime's 6"),
     ("es.population", 0, "config.es.population=0"),
     ("es.sigma", 0.0, "config.es.sigma=0.0"),
-    ("estimator", "maml", "config.estimator='maml': expected one of 'full', 'oml'"),
+    ("estimator", "maml", "config.estimator='maml': expected one of 'full', 'truncated'"),
 ])
 def test_bad_estimator_fields_are_named(field, value, match):
   from flpjax import config as config_lib  # pylint: disable=g-import-not-at-top

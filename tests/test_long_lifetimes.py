@@ -6,8 +6,16 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--set=net.widths=(8,8,8)", "--set=sine.n_functions=2", "--set=sine.steps_per_function=4",
-        "--set=sine.batch_size=4", "--set=sine.queries_per_function=4"]
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+TINY = ["--config.net.widths=(8,8,8)", "--config.sine.n_functions=2",
+        "--config.sine.steps_per_function=4", "--config.sine.batch_size=4",
+        "--config.sine.queries_per_function=4"]
 
 
 def test_truncated_memory_stays_flat_while_full_backprop_grows(tmp_path):
@@ -17,7 +25,7 @@ def test_truncated_memory_stays_flat_while_full_backprop_grows(tmp_path):
        "--memory_factors=1,32", "--memory_scales=mini", f"--output={out}"] + TINY,
       cwd=REPO, capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  result = json.load(open(out))
+  result = _load(out)
   for scale in ("mini",):
     rows = result["memory"][scale]
     assert [r["factor"] for r in rows] == [1, 32] and rows[0]["T"] == 8

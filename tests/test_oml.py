@@ -1,5 +1,5 @@
-"""The original OML procedure (docs/fidelity.md (part II, OML)): proxy task (tasks/oml_proxy.py), row reset
-and clamp (estimators/oml.py), evaluation (oml.py):
+"""The original OML procedure (docs/fidelity.md (part II, OML)), flpjax/protocols/oml.py: proxy task,
+row reset and clamp, evaluation:
 clamp, schedule, the Adam evaluation learner and its learning-rate search, configs."""
 
 import math
@@ -13,10 +13,10 @@ import optax
 import pytest
 
 from flpjax import config as config_lib
-from flpjax import datasets, learners, lifetime, meta, nets, oml
+from flpjax import datasets, learners, lifetime, meta, nets
 from flpjax.estimators import full
-from flpjax.estimators import oml as oml_estimator
-from flpjax.tasks import fewshot, oml_proxy
+from flpjax.protocols import oml
+from flpjax.tasks import fewshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OML_CONFIGS = ("oml_sine_iid", "oml_sine_continual", "oml_omniglot", "oml_omniglot_continual",
@@ -61,21 +61,21 @@ def _decode(x):
                                              (15, list(range(14)) + [15], [14])])
 def test_proxy_positions_follow_omls_counter(steps, used, held):
   """docs/fidelity.md OML 2.3's table: S=10 -> 10 used + 2 held out, S=5 -> 5 + 4, S=15 -> 15 + 1."""
-  traj, h = oml_proxy.proxy_positions(20, steps)
+  traj, h = oml.proxy_positions(20, steps)
   assert traj.tolist() == used and h.tolist() == held
-  traj, h = oml_proxy.proxy_positions(600, 10)  # mini-ImageNet: 5 held out, meta set 10 + 5
+  traj, h = oml.proxy_positions(600, 10)  # mini-ImageNet: 5 held out, meta set 10 + 5
   assert len(traj) == 10 and h.tolist() == [9, 19, 29, 39, 49]
   with pytest.raises(ValueError, match="steps=20"):  # OML's README S = 20 crashes
-    oml_proxy.proxy_positions(20, 20)
+    oml.proxy_positions(20, 20)
   with pytest.raises(ValueError, match="S >= 2"):
-    oml_proxy.proxy_positions(20, 1)
+    oml.proxy_positions(20, 1)
 
 
 @pytest.mark.parametrize("steps,held", [(10, 2), (5, 4)])
 def test_proxy_episode_structure(steps, held):
   """Scaled-down Omniglot ranges: trajectory classes 12..23, remember classes 0..11."""
   images = jnp.asarray(_labelled_images())
-  sample = jax.jit(lambda k: oml_proxy.sample_oml_episode(
+  sample = jax.jit(lambda k: oml.sample_oml_episode(
       k, images, steps=steps, trajectory_classes=(12, 24), remember_classes=(0, 12)))
   seen = set()
   for i in range(30):
@@ -100,12 +100,12 @@ def test_proxy_episode_structure(steps, held):
 
 def test_mini_imagenet_proxy_draws_both_from_all_classes():
   images = _labelled_images(classes=8, per_class=60)
-  task = oml_proxy.make_train_task(images, dataset="mini_imagenet", trajectory_classes=(0, 8),
+  task = oml.make_train_task(images, dataset="mini_imagenet", trajectory_classes=(0, 8),
                              remember_classes=(0, 8))
   ep = task.sample(jax.random.key(0), task.data)
   assert ep.xs.shape[0] == 10 and ep.xq.shape[0] == 15  # S = 10: 5 held out
   with pytest.raises(ValueError, match="trajectory_classes"):
-    oml_proxy.make_train_task(images, dataset="omniglot")  # 481..962 do not exist here
+    oml.make_train_task(images, dataset="omniglot")  # 481..962 do not exist here
 
 
 # ----------------------------------------------------------------------------- row reset
@@ -120,7 +120,7 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
   learner = _small_classifier()
   params = learner.init_params(jax.random.key(0))
   params["ff"][-1]["b"] = jnp.arange(12.0)
-  new = oml_estimator.reset_readout_row(params, learner.readout, jnp.int32(5), jax.random.key(1))
+  new = oml.reset_readout_row(params, learner.readout, jnp.int32(5), jax.random.key(1))
   w, w0 = np.asarray(new["ff"][-1]["w"]), np.asarray(params["ff"][-1]["w"])
   assert not np.array_equal(w[5], w0[5])
   np.testing.assert_array_equal(np.delete(w, 5, 0), np.delete(w0, 5, 0))
@@ -128,7 +128,7 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
   for a, b in zip(jax.tree.leaves(new["ff"][:-1]), jax.tree.leaves(params["ff"][:-1])):
     np.testing.assert_array_equal(a, b)
   rows = jax.jit(jax.vmap(
-      lambda k: oml_estimator.reset_readout_row(params, learner.readout, 5, k)["ff"][-1]["w"][5]))(
+      lambda k: oml.reset_readout_row(params, learner.readout, 5, k)["ff"][-1]["w"][5]))(
           jax.random.split(jax.random.key(2), 2000))                  # (2000, 64)
   assert abs(float(jnp.std(rows)) / math.sqrt(2 / 64) - 1) < 0.02
   assert abs(float(jnp.mean(rows))) < 0.01
@@ -137,14 +137,14 @@ def test_reset_readout_row_only_touches_that_row_and_is_kaiming():
 def test_meta_step_resets_the_trajectory_class_row():
   """With a frozen optimizer, the step changes exactly the episode's class row."""
   images = _labelled_images(classes=12, per_class=20, size=12)
-  task = oml_proxy.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
+  task = oml.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
   learner = _small_classifier()
   opt = meta.make_optimizer({"ff": 0.0}, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   before = jax.tree.map(np.asarray, state.params)
   key = jax.random.key(3)
   c = int(task.sample(jax.random.split(key)[0], task.data).ys[0, 0])
-  state, metrics = meta.make_meta_step(oml_estimator.make(learner, task), opt)(state, key, task.data)
+  state, metrics = meta.make_meta_step(oml.make(learner, task), opt)(state, key, task.data)
   assert bool(metrics["finite"])
   w = np.asarray(state.params["ff"][-1]["w"])
   changed = np.flatnonzero((w != before["ff"][-1]["w"]).any(axis=1))
@@ -153,7 +153,7 @@ def test_meta_step_resets_the_trajectory_class_row():
   # A non-finite step is skipped whole: the reset is not kept either.
   state.params["ff"][-2]["b"] = state.params["ff"][-2]["b"].at[0].set(jnp.nan)
   before = jax.tree.map(np.asarray, state.params)
-  state, metrics = meta.make_meta_step(oml_estimator.make(learner, task), opt)(state, key, task.data)
+  state, metrics = meta.make_meta_step(oml.make(learner, task), opt)(state, key, task.data)
   assert not bool(metrics["finite"])
   chex.assert_trees_all_equal(state.params, before)
 
@@ -164,7 +164,7 @@ def test_meta_step_resets_the_trajectory_class_row():
 def test_meta_gradient_is_clamped_elementwise():
   images = _labelled_images(classes=12, per_class=20, size=12)
   images[..., 1:, :, 0] = np.random.default_rng(0).integers(0, 256, images[..., 1:, :, 0].shape)
-  task = oml_proxy.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
+  task = oml.make_train_task(images, trajectory_classes=(6, 12), remember_classes=(0, 6))
   learner = _small_classifier()
   params = learner.init_params(jax.random.key(0))
   for l in (-2, -1):  # large activations and logits: gradients well above 5
@@ -175,7 +175,7 @@ def test_meta_gradient_is_clamped_elementwise():
   leaves = np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
   assert (np.abs(leaves) > 5).sum() > 10 and ((np.abs(leaves) > 0) & (np.abs(leaves) < 5)).any()
   for clamp, expect in ((5.0, jax.tree.map(lambda x: jnp.clip(x, -5, 5), g)), (None, g)):
-    est = oml_estimator.make(learner, task, clamp=clamp, reset_row=False)
+    est = oml.make(learner, task, clamp=clamp, reset_row=False)
     step = jax.jit(meta.make_meta_step(est, sgd, jit=False))
     state, _ = step(meta.TrainState(jnp.int32(0), params, sgd.init(params)), key, task.data)
     jax.tree.map(lambda new, p, e: np.testing.assert_allclose(new, p - e, rtol=1e-5, atol=1e-5),
@@ -213,7 +213,7 @@ def test_without_reset_and_clamp_it_is_the_standard_meta_step():
   task, _ = config_lib.make_tasks(c)
   opt = meta.make_optimizer(config_lib.meta_lrs(c), learner)
   a = b = meta.init_state(learner, opt, jax.random.key(0))
-  est = oml_estimator.make(learner, task, clamp=None, reset_row=False)
+  est = oml.make(learner, task, clamp=None, reset_row=False)
   step_a = jax.jit(meta.make_meta_step(est, opt, jit=False))
   step_b = jax.jit(meta.make_meta_step(full.make(learner, task), opt, jit=False))
   for i in range(2):
@@ -246,7 +246,7 @@ def test_short_sine_oml_meta_training_lowers_the_loss():
   task, _ = config_lib.make_tasks(c)
   opt = meta.make_optimizer(config_lib.meta_lrs(c), learner)
   state = meta.init_state(learner, opt, jax.random.key(c.seed))
-  start = config_lib.ESTIMATORS["oml"].evaluate(c, state.params, 20)
+  start = oml.evaluate(c, state.params, 20)
   step = meta.make_meta_step(config_lib.make_estimator(c, learner, task), opt)
   losses = []
   for i in range(300):
@@ -254,7 +254,7 @@ def test_short_sine_oml_meta_training_lowers_the_loss():
     losses.append(float(m["loss"]))
   assert np.isfinite(losses).all()
   assert np.mean(losses[-50:]) < 0.8 * np.mean(losses[:30]), (losses[:30], losses[-50:])
-  end = config_lib.ESTIMATORS["oml"].evaluate(c, state.params, 20)
+  end = oml.evaluate(c, state.params, 20)
   assert end["mse"] < 0.85 * start["mse"] and end["lifetimes"] == 20
 
 
@@ -265,13 +265,13 @@ def test_omniglot_proxy_meta_steps_run_and_are_finite():
   """OML's network shape (84x84, 6 convs, dense, 1000-way readout; few channels) on synthetic data."""
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 20, 84, 84, 1), dtype=np.uint8)
-  task = oml_proxy.make_train_task(images, trajectory_classes=(20, 40), remember_classes=(0, 20))
+  task = oml.make_train_task(images, trajectory_classes=(20, 40), remember_classes=(0, 20))
   learner = learners.gradient(nets.conv_classifier(8, 32, 1000), (84, 84, 1), 2,
                               output="classification", lr=0.03)
   opt = meta.make_optimizer({"ff": 1e-4}, learner)
   state = meta.init_state(learner, opt, jax.random.key(0))
   first = jax.tree.map(np.asarray, state.params)
-  step = meta.make_meta_step(oml_estimator.make(learner, task, meta_batch=2), opt)
+  step = meta.make_meta_step(oml.make(learner, task, meta_batch=2), opt)
   for i in range(3):
     state, m = step(state, jax.random.key(i), task.data)
     assert bool(m["finite"]) and np.isfinite(float(m["loss"])) and float(m["grad_norm"]) > 0

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from flpjax import config as config_lib
-from flpjax import datasets, summary, train
+from flpjax import datasets, train
+from flpjax.reporting import metrics
 
 OMNIGLOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..",
                         "shared", "data", "omniglot")
@@ -94,7 +95,7 @@ def compute(name: str, workdir: str) -> dict:
   """The numbers a pinned run produces: per-step meta-losses, the evaluation, a params digest."""
   config = CONFIGS[name]()
   result = train.train_and_evaluate(config, workdir)
-  losses = [r["loss"] for r in summary.read_metrics(workdir) if r["kind"] == "train"]
+  losses = [r["loss"] for r in metrics.read_metrics(workdir) if r["kind"] == "train"]
   _, params, _ = train.load_run(workdir)
   leaves = [np.asarray(x) for x in jax.tree.leaves(params)]
   digest = hashlib.sha256(b"".join(x.tobytes() for x in leaves)).hexdigest()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from flpjax import plots
+from flpjax.reporting import errors, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -294,3 +295,47 @@ def test_plot_binary_builds_every_figure_and_prints_markdown(results, drawn):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "![Table 1](tables/table1.png)" in proc.stdout
   assert proc.stdout == plots.figures_markdown(str(drawn[0]))
+
+
+# ----------------------------------------------------------------------------- learning curves
+
+
+def test_smoothing():
+  assert plots.smooth([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+  assert plots.smooth([1.0, 3.0], 0.0) == [1.0, 3.0]
+  out = plots.smooth([float("nan"), 1.0, float("nan"), 3.0], 0.5)
+  assert np.isnan(out[0]) and out[1:3] == [1.0, 1.0] and 1.0 < out[3] < 3.0
+
+
+def _fake_run(workdir, scale, evals=True):
+  workdir.mkdir()
+  w = metrics.MetricWriter(str(workdir), tensorboard=False)
+  for s in range(10, 210, 10):
+    w.write(s, "train", {"loss": scale * 100.0 / s, "grad_norm": 1.0, "skipped_total": 0})
+  w.write(55, "nonfinite", {"loss": "nan", "in_row": 1, "total": 1})
+  if evals:
+    w.write(0, "eval", {"mse": 5.0, "mse_stderr": 0.3, "lifetimes": 50})
+    w.write(200, "eval", {"mse": scale, "mse_stderr": 0.1, "lifetimes": 50})
+  w.close()
+
+
+def test_plot_curves_of_two_runs(tmp_path):
+  _fake_run(tmp_path / "a", 1.0)
+  _fake_run(tmp_path / "b", 2.0, evals=False)
+  out = tmp_path / "curves.png"
+  plots.plot_curves([str(tmp_path / "a"), str(tmp_path / "b")], str(out))
+  data = out.read_bytes()
+  assert data.startswith(PNG) and len(data) > 10_000
+  with pytest.raises(errors.WorkdirError, match=r"--metric=lr: no train record .* "
+                     r"\(available: grad_norm, loss, skipped_total\)"):
+    plots.plot_curves([str(tmp_path / "a")], str(out), metric="lr")
+
+
+def test_plot_binary_writes_a_png(tmp_path):
+  _fake_run(tmp_path / "a", 1.0)
+  out = tmp_path / "c.png"
+  proc = subprocess.run([sys.executable, "experiments/plot.py", f"--workdirs={tmp_path / 'a'}",
+                         f"--output={out}", "--metric=grad_norm"],
+                        cwd=REPO, capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert out.read_bytes().startswith(PNG)

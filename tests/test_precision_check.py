@@ -6,8 +6,16 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--set=net.widths=(8,8,8)", "--set=sine.n_functions=2", "--set=sine.steps_per_function=3",
-        "--set=sine.batch_size=4", "--set=sine.queries_per_function=4"]
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+TINY = ["--config.net.widths=(8,8,8)", "--config.sine.n_functions=2",
+        "--config.sine.steps_per_function=3", "--config.sine.batch_size=4",
+        "--config.sine.queries_per_function=4"]
 
 
 def _run(args, tmp_path):
@@ -20,7 +28,7 @@ def test_every_group_is_compared_and_the_curves_are_paired(tmp_path):
   proc = _run(["--config=experiments/configs/sine.py:row=flp3", "--precisions=float32,default",
                "--curve_steps=3", "--runs=2"] + TINY, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.load(open(tmp_path / "p.json"))
+  out = _load(tmp_path / "p.json")
   errors = out["gradient_relative_error"]
   assert set(errors["float32"]) >= {"ff", "fb", "alpha", "beta"}
   assert all(e == 0.0 for e in errors["float32"].values())  # float32 against itself

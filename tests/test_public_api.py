@@ -44,8 +44,9 @@ def test_import_flpjax_gives_the_public_names():
                "train", "datasets", "analysis"):
     assert name in dir(flpjax)
   assert flpjax.train.train_and_evaluate  # imported on first use
-  for name in ("full", "truncated", "es", "oml"):
+  for name in ("full", "truncated", "es"):
     assert callable(getattr(flpjax.estimators, name).make)
+  assert callable(flpjax.protocols.oml.make)  # the original OML's estimator, in its protocol
   with pytest.raises(AttributeError, match="has no attribute 'nope'"):
     flpjax.nope  # pylint: disable=pointless-statement
 

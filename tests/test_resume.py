@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from flpjax import config as config_lib
-from flpjax import meta, summary, train
+from flpjax import meta, train
 from flpjax.experiment import loop
+from flpjax.reporting import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,7 +64,7 @@ def tiny_config(**changes):
 def _records(workdir, timing=False):
   """metrics.jsonl without the wall-clock fields (unless ``timing``)."""
   return [{k: v for k, v in r.items() if timing or k != "step_time_s"}
-          for r in summary.read_metrics(str(workdir))]
+          for r in metrics.read_metrics(str(workdir))]
 
 
 def _assert_same_params(a, b):
@@ -131,7 +132,7 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_run(tmp_pa
     b, _ = train.restore_params(str(killed), config, step)
     _assert_same_params(a, b)
   assert _records(killed) == _records(straight), context
-  assert summary.read_metrics(str(killed))[-1]["kind"] == "eval"
+  assert metrics.read_metrics(str(killed))[-1]["kind"] == "eval"
 
 
 # ----------------------------------------------------------------------------- in-process runs

@@ -12,7 +12,8 @@ import chex
 import pytest
 
 from flpjax import config as config_lib
-from flpjax import summary, train
+from flpjax import train
+from flpjax.reporting import metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,7 +83,7 @@ def test_short_meta_training_learns_within_lifetimes(tmp_path):
   c = small_config()
   c.eval.at_start = True
   result = train.train_and_evaluate(c, str(tmp_path / "flp"))
-  start = [r for r in summary.read_metrics(str(tmp_path / "flp")) if r["kind"] == "eval"][0]
+  start = [r for r in metrics.read_metrics(str(tmp_path / "flp")) if r["kind"] == "eval"][0]
   frozen = small_config()
   frozen.meta.lr.alpha = frozen.meta.lr.fb = frozen.meta.lr.beta = 0.0
   baseline = train.train_and_evaluate(frozen, str(tmp_path / "frozen"))

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from flpjax.experiment import checkpoints, errors, workdir as workdir_lib
+from flpjax.experiment import checkpoints
+from flpjax.experiment import workdir as workdir_lib
+from flpjax.reporting import errors
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

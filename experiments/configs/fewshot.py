@@ -47,7 +47,7 @@ with a learned rate per parameter (initialised at 0.03, meta-learning rate
 1e-4), first-order meta-gradient. The reference's per-episode readout reset is
 off (``--config.gradient.reset_readout=True``).
 
-oml2: OML's proxy task (docs/fidelity.md OML 2.3, 3, 5; flpjax/tasks/oml_proxy.py).
+oml2: OML's proxy task (docs/fidelity.md OML 2.3, 3, 5; flpjax/protocols/oml.py).
 Per meta-step one trajectory class (Omniglot: classes 481..962 of the
 background split; mini-ImageNet: all 64 training classes), S = 10 single-image
 inner SGD steps on it (rate 0.03, OML's README, for Omniglot, whose argparse
@@ -76,6 +76,7 @@ each in its results.
 """
 
 from flpjax import config as config_lib
+from flpjax.protocols import oml
 
 SCALES = ("paper", "reduced", "mini")
 #: Issue 12's rows (section 8; not in Table 2), FLP (2)'s network and plastic layers:
@@ -172,12 +173,12 @@ def get_config(arg=None):
     c.oml.clamp = 5.0
     c.oml.eval_rule = "adam"
     if imagenet:
-      c.oml.eval_lrs = (0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6)
+      c.oml.eval_lrs = oml.MINI_IMAGENET_EVAL_LRS  # the 9 rates of OML's evaluation
   if a.scale == "reduced":
     for path, value in {**REDUCED, **(REDUCED_FLP if c.learner == "flp" else {})}.items():
       config_lib.set_field(c, path, value)
   if a.scale == "mini":
-    flp = MINI_FLP if c.learner in ("flp", "learned_rule", "plastic_feedback") else {}
+    flp = MINI_FLP if config_lib.build.reads(c, "flp") else {}
     for path, value in {**MINI, **flp}.items():
       config_lib.set_field(c, path, value)
     c.runs = MINI_SEEDS

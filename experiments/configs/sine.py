@@ -52,7 +52,7 @@ weights of the matching FLP run (B.2):
       --workdir=workdirs/sine_grad3_continual
 
 oml3: OML's regression meta-training (docs/fidelity.md OML 1.3-1.4, 5;
-flpjax/estimators/oml.py): the last 3 layers plastic (OML's ``--rln 6``); inner
+flpjax/protocols/oml.py): the last 3 layers plastic (OML's ``--rln 6``); inner
 plain SGD at 0.003 on their weights and biases, first-order meta-gradient, 400
 steps of 32 points; meta-loss on the 320 query points; Adam 1e-4 on every
 tensor with MultiStepLR([1500, 2500, 3500], 0.3) in one run of 20,000
@@ -184,13 +184,14 @@ def get_config(arg=None):
     if c.learner == "gradient":
       c.meta.lr.ff = 1e-4
   if scale == "mini":
-    remedy = MINI_REMEDY if c.learner in ("flp", "learned_rule", "plastic_feedback") else {}
+    plastic = config_lib.build.reads(c, "flp")  # FLP learners: the flp options and alphas
+    remedy = MINI_REMEDY if plastic else {}
     if remedy and c.plastic_layers > 1:  # the readout at MINI_READOUT_ALPHA, the others at 0
       remedy = {**remedy, "flp.init_alpha": 0.0, "flp.init_alpha_readout": MINI_READOUT_ALPHA}
     rates = MINI_RATES["flp"] if remedy else MINI_RATES.get(c.learner, {})
     for path, value in {**MINI, **remedy, **rates}.items():
       config_lib.set_field(c, path, value)
-    if c.learner in ("gradient", "dfa", "fa"):
+    if not plastic:  # the inner-SGD learners keep the paper's feed-forward rate
       c.meta.lr.ff = 1e-4
     c.runs = MINI_SEEDS
     if a.row == "rule3m":

@@ -60,6 +60,7 @@ from flpjax.datasets._common import MissingFileError
 from flpjax.datasets._common import SplitNotAvailableError
 from flpjax.datasets.folder import from_arrays
 from flpjax.datasets.folder import load_images
+from flpjax.tasks import fewshot
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -303,7 +304,4 @@ def normalize(images, dataset: str):
         f"Expected {dataset} images [..., H, W, {module.CHANNELS}], got shape"
         f" {tuple(images.shape)}."
     )
-  x = images.astype(np.float32) / np.float32(255)
-  if dataset == mini_imagenet.NAME:
-    x = (x - IMAGENET_MEAN) / IMAGENET_STD
-  return x
+  return fewshot.normalize(images, dataset)  # the task's normalisation, written once

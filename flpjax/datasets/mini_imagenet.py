@@ -42,6 +42,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from flpjax.datasets import _common
+from flpjax.tasks import fewshot
 from flpjax.datasets._mini_imagenet_classes import CLASS_DIGESTS as _CLASS_DIGESTS
 
 NAME = "mini_imagenet"
@@ -52,8 +53,7 @@ _FIRST_LABEL = {"train": 0, "val": 64, "test": 80}
 IMAGES_PER_CLASS = 600
 CHANNELS = 3
 SOURCE_SIZE = 84
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN, STD = fewshot.IMAGENET_MEAN, fewshot.IMAGENET_STD  # defined once, with the task
 
 KNOWN_SHA256 = {
     "train.tar": "5c1f9d10ede238b22205921a87153a41482deaa57cabd8b5b5d3dedf330c0a5d",

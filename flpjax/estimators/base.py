@@ -18,8 +18,9 @@ update) and may hold ``'grad_norm'`` (default: the norm of ``grads``).
 ``grads`` has the structure of ``params``. Everything is pure and jittable;
 ``key`` is the meta-step's key, so a run is a function of its seed and step.
 
-Adding an estimator: a module in this package with a constructor returning an
-`Estimator`, and one line in `flpjax.experiment.registry.ESTIMATORS`.
+Adding an estimator: a module with a constructor returning an `Estimator` and its
+config plug-in names (``from_config``, ...; `flpjax.config.registry`), and one
+`flpjax.config.register` call.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def _no_state(params: Params, key: jax.Array) -> EstimatorState:
 
 
 class Estimator(NamedTuple):
-  """A meta-gradient estimator (see the module docstring)."""
+  """A meta-gradient estimator (see the module docstring).
+
+  ``params`` and ``grads`` are trees of the meta-parameters' layout
+  (``learner.init_params``'s; leaf shapes: `learners.param_labels`); ``key`` is
+  the meta-step's PRNG key ``()``; every metric is ``()``.
+  """
 
   init: Callable[[Params, jax.Array], EstimatorState]
   meta_grad: Callable[[Params, EstimatorState, jax.Array, Any],
@@ -55,7 +61,11 @@ class Estimator(NamedTuple):
 
 
 def stateless(meta_grad, prepare=_unchanged, name: str = "") -> Estimator:
-  """An `Estimator` without state from ``meta_grad(params, key, data) -> (grads, metrics)``."""
+  """An `Estimator` without state from ``meta_grad(params, key, data) -> (grads, metrics)``.
+
+  ``grads`` has the structure and shapes of ``params``; ``metrics`` are ``()``
+  (as `Estimator`'s).
+  """
 
   def wrapped(params, state, key, data):
     grads, metrics = meta_grad(params, key, data)
@@ -75,6 +85,13 @@ def guard(loss: jax.Array, grads: Params) -> Params:
   finite gradient so large (a lifetime that nearly diverged) that its square
   overflows Adam's second-moment estimate (which would then stay infinite):
   in both cases every gradient becomes NaN, so the step is skipped and counted.
+
+  Args:
+    loss: the meta-loss ``()``.
+    grads: the meta-gradient, a tree of any leaf shapes (those of the meta-parameters).
+
+  Returns:
+    ``grads``, the same structure and shapes.
   """
   big = jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]).max()
   ok = jnp.isfinite(loss) & (big < MAX_GRADIENT)
@@ -82,5 +99,5 @@ def guard(loss: jax.Array, grads: Params) -> Params:
 
 
 def global_norm(grads: Params) -> jax.Array:
-  """``sqrt(sum g^2)`` over every leaf."""
+  """``sqrt(sum g^2)`` over every leaf of a tree (any leaf shapes): a scalar ``()``."""
   return jnp.sqrt(sum(jnp.sum(g * g) for g in jax.tree.leaves(grads)))

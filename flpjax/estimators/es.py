@@ -60,6 +60,7 @@ Example:
 
 from __future__ import annotations
 
+import types
 import zlib
 from typing import Any, NamedTuple
 
@@ -91,13 +92,13 @@ def perturbation(params: Params, key: jax.Array, i: jax.Array, frozen: Any = Non
 
   Args:
     params: meta-parameters (floating leaves).
-    key: the noise key of the meta-step (``fold_in(key, NOISE_TAG)``).
-    i: the perturbation's index, int scalar (may be traced).
+    key: the noise key of the meta-step (``fold_in(key, NOISE_TAG)``), ``()``.
+    i: the perturbation's index, int ``()`` (may be traced).
     frozen: None, or a pytree of bools like ``params``: True leaves are not
       perturbed (zero noise).
 
   Returns:
-    A pytree like ``params``.
+    A pytree like ``params``: every leaf the shape and dtype of ``params``'.
   """
   k = jax.random.fold_in(key, i)
   frozen = jax.tree.map(lambda _: False, params) if frozen is None else frozen
@@ -109,7 +110,10 @@ def perturbation(params: Params, key: jax.Array, i: jax.Array, frozen: Any = Non
 
 
 def frozen_leaves(learner: Learner, params: Params, groups: Any) -> Any:
-  """A pytree of bools like ``params``: True where the leaf's group is in ``groups``."""
+  """A pytree of bools like ``params``: True where the leaf's group is in ``groups``.
+
+  One Python bool per leaf, whatever its shape; groups are `learners.param_labels`'s.
+  """
   groups = frozenset(groups)
   return jax.tree.map(lambda label: label in groups, learner_base.param_labels(params, learner))
 
@@ -132,6 +136,14 @@ def _with_zero(eps: Params, n: int, signs: tuple[float, ...]) -> tuple[Params, j
       lambda e: jnp.concatenate([jnp.zeros_like(e[:1])] + [e] * len(signs)), eps)
   scales = jnp.concatenate([jnp.zeros((1,))] + [jnp.full((n,), s) for s in signs])
   return stacked, scales
+
+
+def check_chunk(population: int, chunk: int | None) -> int:
+  """``chunk`` (None: ``population``); raises ValueError unless it divides ``population``."""
+  chunk = population if chunk is None else chunk
+  if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or population % chunk:
+    raise ValueError(f"chunk must be a positive divisor of population={population}, got {chunk!r}")
+  return chunk
 
 
 def _check(population: int, sigma: float, meta_batch: int) -> None:
@@ -175,9 +187,7 @@ def make(learner: Learner, task: Task, *, population: int, sigma: float, meta_ba
       ``chunk`` that does not divide ``population``.
   """
   _check(population, sigma, meta_batch)
-  chunk = population if chunk is None else chunk
-  if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or population % chunk:
-    raise ValueError(f"chunk must be a positive divisor of population={population}, got {chunk!r}")
+  chunk = check_chunk(population, chunk)
   query_loss_fn = loss_fn(task.output)
 
   def lifetimes(key, data):
@@ -319,3 +329,53 @@ def make_pes(learner: Learner, task: Task, *, window: int, population: int, sigm
     return grads, new, metrics
 
   return base.Estimator(init, meta_grad, name="pes")
+
+
+# ----------------------------------------------------------------------------- config plug-ins
+# config.estimator = 'es' (this module) and 'pes' (`PES`) (flpjax.config.registry).
+
+CONFIG = {"es": dict(population=16, sigma=0.01, antithetic=True, chunk=0)}
+
+
+def validate_config(config) -> None:
+  """Checks ``config.es``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  e = config.es
+  checks.check_int(config, "es.population", 1)
+  checks.check_float(config, "es.sigma", 1e-12)
+  checks.check_bool(config, "es.antithetic")
+  checks.check_int(config, "es.chunk", 0)
+  try:
+    check_chunk(e.population, e.chunk or None)
+  except ValueError:
+    checks.fail("es.chunk", e.chunk, f"0 or a divisor of es.population={e.population}")
+
+
+def _frozen(config, learner: Learner) -> tuple[str, ...]:
+  from flpjax.config import build  # pylint: disable=g-import-not-at-top
+  return build.frozen_groups(config, learner)
+
+
+def from_config(config, learner: Learner, task: Task) -> base.Estimator:
+  """`make` from ``config.es`` and ``meta.batch_size``; groups with meta-learning rate 0
+  are not perturbed."""
+  e = config.es
+  return make(learner, task, population=e.population, sigma=e.sigma,
+              meta_batch=config.meta.batch_size, antithetic=e.antithetic,
+              chunk=e.chunk or None, frozen=_frozen(config, learner))
+
+
+def _validate_pes(config) -> None:
+  truncated.validate_config(config)
+  validate_config(config)
+
+
+def _pes_from_config(config, learner: Learner, task: Task) -> base.Estimator:
+  e = config.es
+  return make_pes(learner, task, window=config.truncated.window, population=e.population,
+                  sigma=e.sigma, meta_batch=config.meta.batch_size,
+                  frozen=_frozen(config, learner))
+
+
+#: The 'pes' plug-in: `make_pes` over ``truncated.window``-step windows, from ``config.es``.
+PES = types.SimpleNamespace(validate_config=_validate_pes, from_config=_pes_from_config)

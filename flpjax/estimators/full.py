@@ -25,9 +25,10 @@ from flpjax.types import Params, Task, loss_fn
 
 def episode_loss(learner: Learner, task: Task, *, remat: lifetime.Remat = "step",
                  chunk: int | None = None) -> Callable[[Params, jax.Array, Any], jax.Array]:
-  """``loss(params, key, data)``: query loss of one lifetime drawn from ``key``.
+  """``loss(params, key, data) -> ()``: query loss of one lifetime drawn from ``key ()``.
 
   The key is split into the episode's key and the learner's ``init`` key.
+  ``params`` is ``learner.init_params``'s tree.
   """
   query_loss_fn = loss_fn(task.output)
 
@@ -44,7 +45,11 @@ def episode_loss(learner: Learner, task: Task, *, remat: lifetime.Remat = "step"
 def make_loss(learner: Learner, task: Task, *, meta_batch: int = 1,
               remat: lifetime.Remat = "step", chunk: int | None = None
               ) -> Callable[[Params, jax.Array, Any], jax.Array]:
-  """``loss(params, key, data)``: mean query loss over ``meta_batch`` lifetimes."""
+  """``loss(params, key, data) -> ()``: mean query loss over ``meta_batch`` lifetimes.
+
+  ``key`` ``()`` is the meta-step's; lifetime ``i`` is `episode_loss`'s of
+  ``split(key, meta_batch)[i]`` (of ``key`` itself when ``meta_batch == 1``).
+  """
   one = episode_loss(learner, task, remat=remat, chunk=chunk)
 
   def loss(params, key, data):
@@ -66,3 +71,18 @@ def make(learner: Learner, task: Task, *, meta_batch: int = 1, remat: lifetime.R
     return grads, {"loss": value}
 
   return base.stateless(meta_grad, name="full")
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.estimator = 'full' (flpjax.config.registry): backprop through the whole lifetime.
+
+#: Its memory grows with the lifetime (``meta.remat='step'`` stores every step's state).
+STORES_LIFETIME = True
+#: ``config.run_orders``: one stream order per vmapped run.
+PER_RUN_ORDERS = True
+
+
+def from_config(config, learner: Learner, task: Task) -> base.Estimator:
+  """`make` with ``meta.batch_size``, ``meta.remat`` and ``meta.chunk``."""
+  m = config.meta
+  return make(learner, task, meta_batch=m.batch_size, remat=m.remat, chunk=m.chunk or None)

@@ -89,14 +89,22 @@ def check_window(window: int, steps: int) -> None:
 
 
 def as_typed_key(key: jax.Array) -> jax.Array:
-  """A typed PRNG key from a typed key or a legacy raw ``uint32`` key."""
+  """A typed PRNG key from a typed key or a legacy raw ``uint32`` key.
+
+  A raw key ``(..., 2)`` (threefry) becomes typed keys ``(...)``; a typed key
+  is returned as it is.
+  """
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return key
   return jax.random.wrap_key_data(key)
 
 
 def lifetime_keys(key: jax.Array, meta_batch: int) -> jax.Array:
-  """The lifetime keys `full.make_loss` derives from a meta-step key: ``[L,]`` typed keys."""
+  """The lifetime keys `full.make_loss` derives from a meta-step key ``()``.
+
+  Returns ``key`` itself ``()`` when ``meta_batch == 1``, else ``(L,)`` typed keys
+  (``L = meta_batch``).
+  """
   return key if meta_batch == 1 else jax.random.split(key, meta_batch)
 
 
@@ -165,6 +173,11 @@ def advance(state: State, key: jax.Array, steps: int, meta_batch: int):
   ``restart`` (``state.position >= T``): new lifetimes from ``key``
   (`lifetime_keys`) starting at 0; otherwise the carried ones at
   ``state.position``.
+
+  Returns:
+    ``keys`` typed ``([L,])``, their raw ``key_data ([L,] 2)`` (for the next
+    `State`), ``start`` int32 ``()`` and ``restart`` bool ``()``; ``[L,]`` only
+    when ``meta_batch > 1``.
   """
   key = as_typed_key(key)
   restart = state.position >= steps
@@ -220,3 +233,29 @@ def make(learner: Learner, task: Task, *, window: int, meta_batch: int = 1,
     return grads, new, {"loss": value, "position": position}
 
   return base.Estimator(init, meta_grad, name="truncated")
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.estimator = 'truncated' (flpjax.config.registry); ``truncated.window`` is also PES's.
+
+CONFIG = {"truncated": dict(window=10)}
+
+
+def validate_config(config) -> None:
+  """``truncated.window`` divides the lifetime's steps (`check_window`)."""
+  from flpjax.config import build, checks  # pylint: disable=g-import-not-at-top
+  checks.check_int(config, "truncated.window", 1)
+  steps = build.lifetime_steps(config)
+  try:
+    check_window(config.truncated.window, steps)
+  except ValueError:
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    checks.fail("truncated.window", config.truncated.window,
+                f"a divisor of the lifetime's {steps} steps: one of {divisors}")
+
+
+def from_config(config, learner: Learner, task: Task) -> base.Estimator:
+  """`make` with ``truncated.window``, ``meta.batch_size``, ``meta.remat`` and ``meta.chunk``."""
+  m = config.meta
+  return make(learner, task, window=config.truncated.window, meta_batch=m.batch_size,
+              remat=m.remat, chunk=m.chunk or None)

@@ -8,9 +8,10 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from flpjax import config as config_lib
 from flpjax import evaluate as evaluate_lib
-from flpjax.experiment import claims
+from flpjax.config import build
+from flpjax.reporting import statistics
+
 
 def evaluate_params(config, params, lifetimes: int | None = None, *,
                     validation: bool = False) -> dict[str, Any]:
@@ -66,12 +67,12 @@ def split_by_order(result: dict) -> dict[str, dict]:
 def _evaluate_one(config, params, lifetimes, validation) -> dict[str, Any]:
   key = jax.random.key(config.eval.validation_seed if validation else config.eval.seed)
   lifetimes = lifetimes or config.eval.lifetimes
-  own = config_lib.ESTIMATORS[config.estimator].evaluate
+  own = build.own_evaluation(config)
   if own is not None and not validation:  # e.g. OML's evaluation rule (docs/fidelity.md OML 5)
     return own(config, params, lifetimes)
-  learner = config_lib.make_learner(config)
-  task = (config_lib.make_validation_task(config) if validation
-          else config_lib.make_tasks(config)[1])
+  learner = build.make_learner(config)
+  task = (build.make_validation_task(config) if validation
+          else build.make_tasks(config)[1])
   return evaluate_lib.evaluate(learner, task, params, key, lifetimes=lifetimes,
                                batch=config.eval.batch)
 
@@ -81,7 +82,7 @@ def no_learning(config, lifetimes: int | None = None) -> dict[str, dict]:
   lifetimes `evaluate_params` draws (``eval.seed``, ``eval.lifetimes``)."""
   from flpjax import baselines  # pylint: disable=g-import-not-at-top
   c = run_config(config, 0)
-  task = config_lib.make_tasks(c)[1]
+  task = build.make_tasks(c)[1]
   ways = c.fewshot.ways if task.output == "classification" else None
   return baselines.no_learning(task, jax.random.key(c.eval.seed), lifetimes or c.eval.lifetimes,
                                ways=ways, batch=c.eval.batch)
@@ -98,7 +99,7 @@ def make_curve(config) -> Callable[[Any], dict[str, Any]]:
   """
   n = int(config.eval.curve_lifetimes)
   batch = min(int(config.eval.batch), n)
-  own = config_lib.ESTIMATORS[config.estimator].evaluate
+  own = build.own_evaluation(config)
   compiled = {}
 
   def one_network(c, params):
@@ -106,8 +107,8 @@ def make_curve(config) -> Callable[[Any], dict[str, Any]]:
       r = _evaluate_one(c, params, n, False)
       return {k: np.asarray(r["per_lifetime"][k]) for k in r["per_lifetime"]}
     if c.order not in compiled:
-      learner = config_lib.make_learner(c)
-      task = config_lib.make_tasks(c)[1]
+      learner = build.make_learner(c)
+      task = build.make_tasks(c)[1]
       run = jax.jit(jax.vmap(evaluate_lib.make_lifetime_metrics(learner, task), (None, 0, None)))
       compiled[c.order] = (run, task.data)
     run, data = compiled[c.order]
@@ -145,7 +146,7 @@ def curve_from_metrics(records: list[dict]) -> dict[str, Any] | None:
 def aggregate(per_run: list[dict]) -> dict[str, Any]:
   """Mean and standard error across runs of each run's mean metric."""
   # Each run keeps its per-lifetime values (paired tests against the no-learning
-  # baselines on the same lifetimes, `claims.learns_per_network`).
+  # baselines on the same lifetimes, `statistics.learns_per_network`).
   out = {"runs": [dict(r) for r in per_run],
          "lifetimes": per_run[0]["lifetimes"], "n_runs": len(per_run),
          "nonfinite_lifetimes": sum(r.get("nonfinite_lifetimes", 0) for r in per_run)}
@@ -181,9 +182,9 @@ def scalars(result: dict) -> dict:
 
 def per_network(result: dict, metric: str = "mse") -> list[float]:
   """Each network's mean ``metric`` from `evaluate_params`' result (one run or several),
-  NaN for a diverged network (`claims.network_values`): `over_networks`' input."""
-  return claims.network_values(result, metric)[0]
+  NaN for a diverged network (`statistics.network_values`): `over_networks`' input."""
+  return statistics.network_values(result, metric)[0]
 
 
-# The statistics over networks and the claim decision live in `claims`, the one place.
-over_networks, below = claims.over_networks, claims.below
+# The statistics over networks and the claim decision live in `flpjax.reporting.statistics`, the one place.
+over_networks, below = statistics.over_networks, statistics.below

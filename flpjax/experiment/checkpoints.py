@@ -22,19 +22,18 @@ import json
 import os
 from typing import Any, NamedTuple
 
-from absl import logging
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
-from flpjax import config as config_lib
 from flpjax import meta
-from flpjax.experiment import metrics as metrics_lib
-from flpjax.experiment.errors import WorkdirError, _one_line
+from flpjax.config import build, schema
 from flpjax.experiment.workdir import WorkdirLock, lock_workdir, read_config
+from flpjax.reporting import metrics as metrics_lib
+from flpjax.reporting.errors import WorkdirError, one_line
 
 #: Where `restore_latest` moves checkpoints that cannot be restored: ``<workdir>/<this>/<step>``.
 SET_ASIDE_DIR = "checkpoints_unreadable"
@@ -97,8 +96,8 @@ class Checkpointed(NamedTuple):
 
 
 def _abstract_state(config, estimator=None) -> meta.TrainState:
-  learner = config_lib.make_learner(config)
-  optimizer = config_lib.make_optimizer(config, learner)
+  learner = build.make_learner(config)
+  optimizer = build.make_optimizer(config, learner)
   if config.runs > 1:
     return jax.eval_shape(lambda: meta.init_states(learner, optimizer, run_keys(config),
                                                    estimator=estimator))
@@ -147,7 +146,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, config=None, estimator=None)
       state = meta.TrainState(*restored.state, restored.estimator if "estimator" in items
                               else ())
   except Exception as e:  # pylint: disable=broad-except  # orbax/tensorstore: unreadable files
-    detail = _one_line(e).split(" [tensorstore_spec")[0]
+    detail = one_line(e).split(" [tensorstore_spec")[0]
     detail = detail if len(detail) < 300 else detail[:300] + "..."
     raise WorkdirError(f"{where}: cannot restore this checkpoint ({type(e).__name__}: "
                        f"{detail})") from None
@@ -243,7 +242,7 @@ def load_run(workdir: str, config=None, step: int | None = None):
   if config is None:
     config = read_config(workdir)
   else:
-    config_lib.validate(config)
+    build.validate(config)
   directory = os.path.join(workdir, "checkpoints")
   steps = checkpoint_manager(workdir, read_only=True).all_steps() if os.path.isdir(directory) else []
   if not steps:
@@ -296,8 +295,8 @@ def load_params_file(path: str):
   try:
     with open(path + ".json") as f:
       info = json.load(f)
-    config = ml_collections.ConfigDict(config_lib.with_defaults(info["config"]))
-    config_lib.validate(config)
+    config = ml_collections.ConfigDict(schema.with_defaults(info["config"]))
+    build.validate(config)
     data = np.load(path + ".npz")
     abstract = _abstract_state(config).params
     leaves = []
@@ -308,7 +307,7 @@ def load_params_file(path: str):
       leaves.append(jnp.asarray(value))
   except (OSError, KeyError, ValueError, json.JSONDecodeError) as e:
     raise WorkdirError(f"--params={path}: not stored meta-parameters ({type(e).__name__}: "
-                       f"{_one_line(e)})") from None
+                       f"{one_line(e)})") from None
   return config, jax.tree.unflatten(jax.tree.structure(abstract), leaves), int(info["step"])
 
 

@@ -18,13 +18,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from flpjax import meta
-from flpjax import parallel
+from flpjax import meta, parallel
 from flpjax.experiment import checkpoints
-from flpjax.experiment.errors import NonFiniteError, WorkdirError
-from flpjax.experiment.progress import Progress
 from flpjax.experiment.warmstart import initial_state
 from flpjax.experiment.workdir import RESUMABLE_FIELDS, changed_fields
+from flpjax.reporting.errors import NonFiniteError, WorkdirError
+from flpjax.reporting.progress import Progress
+
 
 @dataclasses.dataclass
 class Window:

@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from flpjax import config as config_lib
 from flpjax import meta
+from flpjax.config import build
 from flpjax.types import Task
 
 
@@ -35,10 +35,10 @@ def time_meta_step(config, *, steps: int = 3, warmup: int = 1, task: Task | None
     ``runs`` and ``loss`` (mean meta-loss of the last step).
   """
   jax.config.update("jax_default_matmul_precision", config.matmul_precision)
-  learner = config_lib.make_learner(config)
-  task = task if task is not None else config_lib.make_tasks(config)[0]
-  optimizer = config_lib.make_optimizer(config, learner)
-  estimator = config_lib.make_estimator(config, learner, task)
+  learner = build.make_learner(config)
+  task = task if task is not None else build.make_tasks(config)[0]
+  optimizer = build.make_optimizer(config, learner)
+  estimator = build.make_estimator(config, learner, task)
   runs = config.runs
   if runs == 1:
     state = meta.init_state(learner, optimizer, jax.random.key(0), estimator=estimator)

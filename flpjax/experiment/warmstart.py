@@ -6,11 +6,12 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from flpjax import config as config_lib
-from flpjax import meta
-from flpjax import parallel
+from flpjax import meta, parallel
+from flpjax.config import build
+from flpjax.config.checks import ConfigError
 from flpjax.experiment.checkpoints import load_run, run_keys
-from flpjax.experiment.errors import WorkdirError
+from flpjax.reporting.errors import WorkdirError
+
 
 def initial_state(config, learner, optimizer, estimator=None) -> meta.TrainState:
   """Fresh meta-parameters (one set per run), optimizer and estimator states, sweep rates applied."""
@@ -26,9 +27,10 @@ def initial_state(config, learner, optimizer, estimator=None) -> meta.TrainState
     state = state._replace(opt_state=optimizer.init(state.params) if config.runs == 1 else
                            jax.vmap(optimizer.init)(state.params))
   if config.sweep.lrs:
-    groups = [config.sweep.group]
-    if config.sweep.group == "alpha" and config.meta.lr.alpha_readout is None:
-      groups.append("alpha_readout")  # the readout shares alpha's rate
+    # the swept group, and the groups that take its rate (e.g. the readout's plasticity)
+    groups = [config.sweep.group] + [
+        g.name for g in learner.groups
+        if g.fallback == config.sweep.group and config.meta.lr.get(g.name) is None]
     rates = jnp.asarray(config.sweep.lrs, jnp.float32)
     if config.runs == 1:
       rates = rates[0]
@@ -36,7 +38,7 @@ def initial_state(config, learner, optimizer, estimator=None) -> meta.TrainState
       state = state._replace(opt_state=meta.set_learning_rates(
           state.opt_state, {g: rates for g in groups}))
     except ValueError:
-      raise config_lib.ConfigError(
+      raise ConfigError(
           f"config.sweep.group={config.sweep.group!r}: that group is frozen "
           f"(config.meta.lr.{config.sweep.group} is 0); expected a trained group") from None
   return parallel.shard_runs(state) if config.runs > 1 else state
@@ -48,8 +50,8 @@ def _extended_from(config, learner, params):
   try:
     source_config, source, _ = load_run(config.extend_from)
   except WorkdirError as e:
-    raise config_lib.ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
-  lrs = config_lib.meta_lrs(config, learner)
+    raise ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
+  lrs = build.meta_lrs(config, learner)
   runs = config.runs
   try:
     if source_config.runs == runs > 1:  # run r from run r
@@ -61,7 +63,7 @@ def _extended_from(config, learner, params):
       source = jax.tree.map(lambda a: a[0], source)
     out = analysis.extend_plasticity(learner, source, jax.random.key(config.seed), lrs)[0]
   except ValueError as e:
-    raise config_lib.ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
+    raise ConfigError(f"config.extend_from={config.extend_from!r}: {e}") from None
   logging.info("section 7.1: starting from the feature-reuse run %s", config.extend_from)
   if runs > 1:
     return jax.tree.map(lambda a, p: jnp.broadcast_to(a, p.shape), out, params)
@@ -73,7 +75,7 @@ def _ff_from(config, params):
   try:
     _, other, _ = load_run(config.init_ff_from)
   except WorkdirError as e:
-    raise config_lib.ConfigError(f"config.init_ff_from={config.init_ff_from!r}: {e}") from None
+    raise ConfigError(f"config.init_ff_from={config.init_ff_from!r}: {e}") from None
   same_tree = jax.tree.structure(params["ff"]) == jax.tree.structure(other["ff"])
   mine = [p.shape for p in jax.tree.leaves(params["ff"])]
   theirs = [a.shape for a in jax.tree.leaves(other["ff"])]
@@ -84,7 +86,7 @@ def _ff_from(config, params):
   elif theirs == mine:
     other_ff = other["ff"]  # same number of runs: run r from run r
   else:
-    raise config_lib.ConfigError(
+    raise ConfigError(
         f"config.init_ff_from={config.init_ff_from!r}: its network (or number of runs) does "
         "not match this one")
   logging.info("feed-forward initialisation from %s", config.init_ff_from)

@@ -12,8 +12,9 @@ from typing import Any
 
 import ml_collections
 
-from flpjax import config as config_lib
-from flpjax.experiment.errors import WorkdirError
+from flpjax.config import build, schema
+from flpjax.config.checks import ConfigError
+from flpjax.reporting.errors import WorkdirError
 
 #: Config fields that may change when a run is resumed: they decide how long
 #: it runs, what it records and how it is evaluated, not the meta-parameters
@@ -129,15 +130,15 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   try:
     with open(path) as f:
-      config = ml_collections.ConfigDict(config_lib.with_defaults(json.load(f)))
+      config = ml_collections.ConfigDict(schema.with_defaults(json.load(f)))
   except OSError as e:
     raise WorkdirError(f"{path}: cannot read it ({e.strerror}); is --workdir a training "
                        "run's directory?") from None
   except (json.JSONDecodeError, TypeError, ValueError) as e:
     raise WorkdirError(f"{path}: not a config ({type(e).__name__}: {e})") from None
   try:
-    config_lib.validate(config)
-  except (config_lib.ConfigError, KeyError, AttributeError) as e:
+    build.validate(config)
+  except (ConfigError, KeyError, AttributeError) as e:
     raise WorkdirError(f"{path}: not a valid config ({str(e).strip()})") from None
   return config
 
@@ -153,7 +154,7 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def changed_fields(saved: dict, config) -> list[str]:
   """``'field (saved -> now)'`` for every field outside `RESUMABLE_FIELDS` that differs."""
-  before = _flat(config_lib.with_defaults(saved))
+  before = _flat(schema.with_defaults(saved))
   now = _flat(json.loads(config.to_json_best_effort()))
   missing = "<absent>"
   out = []

@@ -31,8 +31,9 @@ by the layer); the others are the learner's own (see each learner's
 not the top-level key alone: FLP's readout plasticity ``params['alpha'][str(readout)]``
 is the group ``'alpha_readout'``.
 
-Adding a learner: a module in this package with a constructor returning a
-`Learner`, and one line in `flpjax.experiment.registry.LEARNERS`.
+Adding a learner: a module with a constructor returning a `Learner` and its config
+plug-in names (``CONFIG``, ``GROUPS``, ``validate_config``, ``from_config``; see
+`flpjax.config.registry`), and one registration (`flpjax.config.register`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 
 from flpjax import nets
-from flpjax.types import FastState, Group, Params, loss as _loss
+from flpjax.types import FastState, Group, Params
+from flpjax.types import loss as _loss
 
 Example = tuple  # (h (B, in), y (B, ...)): encoded inputs and targets.
 
@@ -59,6 +61,16 @@ class Learner(NamedTuple):
   `fa`, `learned_rule`, `plastic_feedback`, `with_trunk`); see the module
   docstring for what each field computes. ``input_shape`` is the shape of one
   raw example (None: unknown, nothing is checked).
+
+  Shapes (``in``: the first plastic layer's input width, ``m``: the readout's):
+
+  * ``init_params(key ()) -> params``: the tree of `param_labels`' table;
+  * ``init(params, key ()) -> fast``: the learner's own layout (its module
+    docstring), e.g. FLP's ``{layer: {'w': (out, in)}}``;
+  * ``encode(params, x (N, *input_shape)) -> h (N, in)``;
+  * ``step(params, fast, (h (B, in), y (B, m) or labels (B,))) -> fast``;
+  * ``predict(params, fast, h (N, in)) -> (N, m)``;
+  * ``plastic_weights(fast) -> {layer: W (out, in)}``.
   """
 
   init_params: Callable[[jax.Array], Params]
@@ -121,12 +133,19 @@ def group_names(learner: Learner) -> tuple[str, ...]:
 
 
 def labels_by_top_level(params: Params) -> Any:
-  """Every leaf labelled with its top-level key (``params['fb'][...] -> 'fb'``)."""
+  """Every leaf labelled with its top-level key (``params['fb'][...] -> 'fb'``).
+
+  Returns a tree of strings with the structure of ``params`` (as `param_labels`).
+  """
   return {group: jax.tree.map(lambda _, g=group: g, sub) for group, sub in params.items()}
 
 
 def labels_with_readout(name: str, readout: int) -> Callable[[Params], Any]:
-  """Labels by top-level key, except group ``name``'s readout entry: ``name + '_readout'``."""
+  """Labels by top-level key, except group ``name``'s readout entry: ``name + '_readout'``.
+
+  Returns ``labels(params)``, a tree of strings with the structure of ``params``
+  (FLP's: the table of `param_labels`).
+  """
 
   def labels(params: Params) -> Any:
     out = labels_by_top_level(params)
@@ -139,12 +158,15 @@ def labels_with_readout(name: str, readout: int) -> Callable[[Params], Any]:
 
 
 def weights_of(fast: FastState) -> dict:
-  """``{layer: w}`` of a fast state laid out as ``{layer: {'w': ..., ...}}``."""
+  """``{layer: w (out, in)}`` of a fast state laid out as ``{layer: {'w': (out, in), ...}}``."""
   return {k: v["w"] for k, v in fast.items()}
 
 
 def inner_loss(output: str, y_hat: jax.Array, y: jax.Array) -> jax.Array:
-  """Loss of one lifetime step: `flpjax.types.loss`."""
+  """Loss ``()`` of one lifetime step: `flpjax.types.loss` of ``y_hat (B, m)`` and ``y``.
+
+  ``y`` is ``(B, m)`` (regression) or integer labels ``(B,)`` (classification).
+  """
   return _loss(output, y_hat, y)
 
 
@@ -174,7 +196,13 @@ def encoder(layers, plastic):
 
 
 def plastic_forward(layers, plastic, params, fast, h):
-  """Activities ``[h, h_1, ..., y_hat]`` of the plastic stack (pre-feedback)."""
+  """Activities ``[h, h_1, ..., y_hat]`` of the plastic stack (pre-feedback).
+
+  ``h`` is ``(B, in)``; entry ``i + 1`` is plastic layer ``i``'s output
+  ``(B, out_i)``, the last one ``y_hat (B, m)``. ``fast`` is ``{layer: {'w':
+  (out, in)}}``, plus ``'b': (out,)`` where biases are plastic (otherwise the
+  bias is ``params['ff'][l]['b']``).
+  """
   hs = [h]
   for l in plastic:
     p = fast[str(l)]

@@ -26,8 +26,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from flpjax import nets
-from flpjax import types
+from flpjax import nets, types
 from flpjax.learners import base
 from flpjax.learners.base import Example, Learner
 from flpjax.types import FastState, Group, Params
@@ -43,7 +42,10 @@ def feedback_group(learn_feedback: bool, doc: str) -> Group:
 
 
 def derivative(z: jax.Array, activation: nets.Activation) -> jax.Array:
-  """``f'(z)`` of a layer's activation at its pre-activation ``z`` (ReLU: ``z > 0``)."""
+  """``f'(z)`` of a layer's activation at its pre-activation ``z (B, out)`` (ReLU: ``z > 0``).
+
+  Elementwise: the result has the shape of ``z``.
+  """
   if activation == "relu":
     return (z > 0).astype(z.dtype)
   return jnp.ones_like(z)
@@ -247,3 +249,37 @@ def dfa(
                           second_order=second_order, learn_feedback=learn_feedback,
                           reset_readout=reset_readout, init_feedback=init_feedback,
                           backward=backward, group=group)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'dfa' (flpjax.config.registry); 'fa' shares the section (learners/fa.py).
+
+#: The ``alignment`` section (dfa and fa): inner SGD along the feedback's credit signal at
+#: ``lr``; ``learn_feedback`` meta-learns B (dfa) / R (fa) and needs ``second_order``.
+CONFIG = {"alignment": dict(lr=0.003, second_order=False, learn_feedback=False,
+                            reset_readout=False)}
+GROUPS = (base.FF, feedback_group(True, "feedback weights of every plastic layer"))
+
+
+def validate_config(config) -> None:
+  """Checks ``config.alignment``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  checks.check_float(config, "alignment.lr", 0.0)
+  for f in ("second_order", "learn_feedback", "reset_readout"):
+    checks.check_bool(config, f"alignment.{f}")
+  if config.alignment.learn_feedback and not config.alignment.second_order:
+    checks.fail("alignment.learn_feedback", True, "False, or alignment.second_order=True (the "
+                "feedback reaches the meta-loss only through the update direction)")
+
+
+def alignment_options(config) -> dict:
+  """The keyword arguments of `dfa` / `fa` from ``config.alignment``."""
+  a = config.alignment
+  return dict(lr=a.lr, second_order=a.second_order, learn_feedback=a.learn_feedback,
+              reset_readout=a.reset_readout)
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`dfa` with ``config.plastic_layers`` plastic layers and the ``config.alignment`` options."""
+  return base.records_input_shape(dfa)(layers, input_shape, config.plastic_layers,
+                                       output=output, **alignment_options(config))

@@ -22,11 +22,18 @@ from typing import Sequence
 
 import jax
 
-from flpjax import nets
-from flpjax import types
+from flpjax import nets, types
 from flpjax.learners import base
 from flpjax.learners.base import Learner
-from flpjax.learners.dfa import derivative, feedback_group, feedback_learner
+from flpjax.learners.dfa import (  # noqa: F401
+  CONFIG,
+  GROUPS,
+  alignment_options,
+  derivative,
+  feedback_group,
+  feedback_learner,
+  validate_config,
+)
 from flpjax.types import Params
 
 
@@ -91,3 +98,14 @@ def fa(
                           second_order=second_order, learn_feedback=learn_feedback,
                           reset_readout=reset_readout, init_feedback=init_feedback,
                           backward=backward, group=group)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'fa' (flpjax.config.registry): dfa's ``alignment`` section, groups and
+# checks (CONFIG, GROUPS, validate_config, imported above).
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`fa` with ``config.plastic_layers`` plastic layers and the ``config.alignment`` options."""
+  return base.records_input_shape(fa)(layers, input_shape, config.plastic_layers,
+                                      output=output, **alignment_options(config))

@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from flpjax import feedback as fb_lib
-from flpjax import nets
-from flpjax import plasticity
+from flpjax import nets, plasticity
 from flpjax.learners import base
 from flpjax.learners.base import Example, Learner
 from flpjax.types import FastState, Group, Params
@@ -193,3 +192,56 @@ def flp(
   groups = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA) if fed else (base.FF, ALPHA, ALPHA_READOUT)
   return Learner(init_params, init, base.encoder(layers, plastic), step, predict, plastic,
                  readout, groups, base.labels_with_readout("alpha", readout), base.weights_of)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'flp' (flpjax.config.registry): its section, groups, checks and builder.
+
+#: The ``flp`` section: the options of `flp` (also read by plastic_feedback and learned_rule).
+#: ``positive_readout_feedback``: a fed readout's feedback weights start at |B| (a
+#: divergence/trap remedy; off = the reference's kaiming-normal B of either sign).
+#: ``init_alpha_readout``: initial plasticity of the readout (None: ``init_alpha``).
+CONFIG = {"flp": dict(rule="oja", signal="error", presynaptic="pre", clip_beta=False,
+                      clamp_readout=False, init_alpha=0.0, init_beta=0.5,
+                      positive_readout_feedback=False, init_alpha_readout=float)}
+GROUPS = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA)
+#: ``config.extend_from`` (section 7.1) can start an FLP run from a feature-reuse run.
+EXTENDS = True
+
+
+def validate_config(config) -> None:
+  """Checks ``config.flp``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  checks.check_choice(config, "flp.rule", plasticity.RULES)
+  checks.check_choice(config, "flp.signal", fb_lib.SIGNALS)
+  checks.check_choice(config, "flp.presynaptic", ("pre", "post"))
+  checks.check_bool(config, "flp.clip_beta")
+  checks.check_bool(config, "flp.clamp_readout")
+  checks.check_float(config, "flp.init_alpha", 0.0)
+  checks.check_float(config, "flp.init_beta", 0.0, 1.0)
+  checks.check_bool(config, "flp.positive_readout_feedback")
+  if config.flp.init_alpha_readout is not None:
+    checks.check_float(config, "flp.init_alpha_readout", 0.0)
+
+
+def options(config) -> dict:
+  """`flp`'s keyword arguments from ``config.flp`` (without ``rule``)."""
+  f = config.flp
+  return dict(signal=f.signal, presynaptic=f.presynaptic, clip_beta=f.clip_beta,
+              clamp_readout=f.clamp_readout, init_alpha=f.init_alpha, init_beta=f.init_beta,
+              positive_readout_feedback=f.positive_readout_feedback,
+              init_alpha_readout=f.init_alpha_readout)
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`flp` with ``config.plastic_layers`` plastic layers and the ``config.flp`` options."""
+  return base.records_input_shape(flp)(layers, input_shape, config.plastic_layers,
+                                       output=output, rule=config.flp.rule, **options(config))
+
+
+def plasticity_group(config) -> str:
+  """The group a plasticity sweep varies (B.1): the readout's alone when only the readout
+  is plastic and has its own rate, else ``'alpha'``."""
+  if config.plastic_layers == 1 and config.meta.lr.alpha_readout is not None:
+    return ALPHA_READOUT.name
+  return ALPHA.name

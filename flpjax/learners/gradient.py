@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from flpjax import feedback as fb_lib
-from flpjax import nets
-from flpjax import types
+from flpjax import nets, types
 from flpjax.learners import base
 from flpjax.learners.base import Example, Learner
 from flpjax.types import FastState, Group, Params
@@ -53,7 +52,8 @@ def gradient(
       the start of every lifetime, the reference's classification baseline.
 
   Returns:
-    The `Learner`.
+    The `Learner`; fast state ``{layer: {'w': (out, in), 'b': (out,)}}``, and
+    with ``learn_lr`` ``params['lr']`` of the same layout.
   """
   layers = tuple(layers)
   plastic = base.check_structure(layers, n_plastic)
@@ -95,3 +95,26 @@ def gradient(
   groups = (base.FF, LR) if learn_lr else (base.FF,)
   return Learner(init_params, init, base.encoder(layers, plastic), step, predict, plastic,
                  readout, groups, base.labels_by_top_level, base.weights_of)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'gradient' (flpjax.config.registry).
+
+CONFIG = {"gradient": dict(lr=0.003, learn_lr=False, second_order=False, reset_readout=False)}
+GROUPS = (base.FF, LR)
+
+
+def validate_config(config) -> None:
+  """Checks ``config.gradient``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  checks.check_float(config, "gradient.lr", 0.0)
+  for f in ("learn_lr", "second_order", "reset_readout"):
+    checks.check_bool(config, f"gradient.{f}")
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`gradient` with ``config.plastic_layers`` plastic layers and the ``config.gradient`` options."""
+  g = config.gradient
+  return base.records_input_shape(gradient)(
+      layers, input_shape, config.plastic_layers, output=output, lr=g.lr,
+      learn_lr=g.learn_lr, second_order=g.second_order, reset_readout=g.reset_readout)

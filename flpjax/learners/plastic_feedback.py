@@ -78,8 +78,9 @@ import jax
 import jax.numpy as jnp
 
 from flpjax import feedback as fb_lib
-from flpjax import nets
-from flpjax import plasticity
+from flpjax import nets, plasticity
+from flpjax.learners import base
+from flpjax.learners import flp as flp_lib
 from flpjax.learners.base import Example, Learner
 from flpjax.learners.flp import flp, make_activities
 from flpjax.types import FastState, Group, Params
@@ -209,3 +210,35 @@ def plastic_feedback(
   groups = inner.groups + ((FB_RATE,) if fed else ())
   return Learner(init_params, init, inner.encode, step, inner.predict, plastic, readout, groups,
                  inner.labels, plastic_weights)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'plastic_feedback' (flpjax.config.registry); the flp options are read
+# from config.flp.
+
+#: ``feedback_rule``: B's local rule; ``init_fb_rate``: B's plasticity rate at the birth of
+#: meta-training (0 = fixed feedback); ``hidden_feedback``: feedback from the next plastic
+#: layer's activity too.
+CONFIG = {"plastic_feedback": dict(feedback_rule="hebb", hidden_feedback=False,
+                                   init_fb_rate=0.0)}
+READS = ("flp",)
+GROUPS = flp_lib.GROUPS + (FB_RATE,)
+plasticity_group = flp_lib.plasticity_group
+
+
+def validate_config(config) -> None:
+  """Checks ``config.flp`` and ``config.plastic_feedback``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  flp_lib.validate_config(config)
+  checks.check_choice(config, "plastic_feedback.feedback_rule", plasticity.RULES)
+  checks.check_bool(config, "plastic_feedback.hidden_feedback")
+  checks.check_float(config, "plastic_feedback.init_fb_rate")
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`plastic_feedback` from ``config.plastic_feedback`` and ``config.flp``."""
+  p = config.plastic_feedback
+  return base.records_input_shape(plastic_feedback)(
+      layers, input_shape, config.plastic_layers, output=output,
+      feedback_rule=p.feedback_rule, hidden_feedback=p.hidden_feedback,
+      init_fb_rate=p.init_fb_rate, rule=config.flp.rule, **flp_lib.options(config))

@@ -45,6 +45,8 @@ import numpy as np
 
 from flpjax import feedback as fb_lib
 from flpjax import nets
+from flpjax.learners import base
+from flpjax.learners import flp as flp_lib
 from flpjax.learners.base import Example, Learner
 from flpjax.learners.flp import flp, make_activities
 from flpjax.types import FastState, Group, Params
@@ -366,3 +368,39 @@ def learned_rule(
             for l, pre, post in acts}
 
   return inner._replace(init_params=init_params, step=step, groups=inner.groups + (RULE,))
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.learner = 'learned_rule' (flpjax.config.registry); the flp options are read from
+# config.flp (flp.rule is not used).
+
+#: ``rule``: the family (`RULE_NAMES`); ``init``: its start ('' = the family's default);
+#: ``per_synapse``: coefficients per synapse; ``hidden``: the MLP rule's width.
+CONFIG = {"learned_rule": dict(rule="hebbian", init="", per_synapse=False, hidden=8)}
+READS = ("flp",)
+GROUPS = flp_lib.GROUPS + (RULE,)
+plasticity_group = flp_lib.plasticity_group
+
+
+def validate_config(config) -> None:
+  """Checks ``config.flp`` and ``config.learned_rule``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  flp_lib.validate_config(config)
+  r = config.learned_rule
+  checks.check_choice(config, "learned_rule.rule", RULE_NAMES)
+  checks.check_choice(config, "learned_rule.init", ("",) + INITS)
+  checks.check_bool(config, "learned_rule.per_synapse")
+  checks.check_int(config, "learned_rule.hidden", 1)
+  if r.rule == "mlp" and r.init not in ("", "random"):
+    checks.fail("learned_rule.init", r.init, "'' or 'random' with learned_rule.rule='mlp'")
+  if r.rule == "mlp" and r.per_synapse:
+    checks.fail("learned_rule.per_synapse", True, "False with learned_rule.rule='mlp'")
+
+
+def from_config(config, layers, input_shape, output) -> Learner:
+  """`learned_rule` from ``config.learned_rule`` and ``config.flp``."""
+  r = config.learned_rule
+  return base.records_input_shape(learned_rule)(
+      layers, input_shape, config.plastic_layers, output=output, rule=r.rule,
+      init=r.init or None, per_synapse=r.per_synapse, hidden=r.hidden,
+      **flp_lib.options(config))

@@ -14,18 +14,19 @@ baseline, `flpjax.baselines`, by 2 standard errors). Kinds:
   copied from its ``figure2.json``.
 
 Cells are read from ``results/table<k>/<row>.json`` (``{scale: {column: record}}``,
-the records of ``experiments/reproduce.py``): ``mean``, ``stderr`` over networks,
+the records of `flpjax.reproduction.cells`): ``mean``, ``stderr`` over networks,
 ``networks``, ``diverged_networks`` and ``baselines``.
 """
 
 from __future__ import annotations
 
 import glob
-import json
+import math
 import os
 from typing import Any, NamedTuple
 
-from flpjax.experiment import claims as rule
+from flpjax.reporting import statistics as rule
+from flpjax.reporting.metrics import read_json, write_json
 
 SCALES = ("mini", "reduced", "paper")
 
@@ -97,19 +98,12 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _json(path: str, default=None):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return default
-
 
 def load_cells(results_dir: str) -> dict[tuple[str, str, str, str], dict]:
   """``{(table, row, column, scale): record}`` of every stored cell."""
   out = {}
   for path in sorted(glob.glob(os.path.join(results_dir, "table*", "*.json"))):
-    for scale, columns in (_json(path, {}) or {}).items():
+    for scale, columns in (read_json(path, {}) or {}).items():
       if isinstance(columns, dict):
         for column, record in columns.items():
           if isinstance(record, dict) and "table" in record:
@@ -118,12 +112,12 @@ def load_cells(results_dir: str) -> dict[tuple[str, str, str, str], dict]:
 
 
 def cell_stats(record: dict | None) -> dict | None:
-  """A cell's statistics over networks (`claims.over_networks`' fields), None if not run."""
+  """A cell's statistics over networks (`statistics.over_networks`' fields), None if not run."""
   if not record or record.get("status") != "done":
     return None
   return {"mean": record.get("mean"), "stderr": record.get("stderr"),
-          "networks": record.get("networks", sum(1 for v in record.get("per_seed", [])
-                                                 if v == v)),
+          "networks": record.get("networks", sum(
+              1 for v in record.get("per_seed", []) if not (isinstance(v, float) and math.isnan(v)))),
           "diverged": record.get("diverged_networks", 0),
           "diverged_names": [d.get("network") for d in record.get("diverged", [])]}
 
@@ -157,7 +151,7 @@ def section71_claims(results_dir: str, scale: str) -> list[dict[str, Any]]:
   """Section 7.1's claim and its control from ``section71[_<scale>].json``."""
   path = os.path.join(results_dir, "section71.json" if scale == "reduced"
                       else f"section71_{scale}.json")
-  s71 = _json(path)
+  s71 = read_json(path)
   out = []
   if not s71:
     return out
@@ -184,10 +178,10 @@ def figure_claims(results_dir: str, scale: str) -> list[dict[str, Any]]:
   """Figure 2's panel claims from ``results/figures_<scale>/[iid/]figure2.json``, once the
   figure job of that scale has finished on its current cells (its ``done.json``)."""
   out = []
-  if not _json(os.path.join(results_dir, f"figures_{scale}", "done.json")):
+  if not read_json(os.path.join(results_dir, f"figures_{scale}", "done.json")):
     return out
   for sub in ((), ("iid",)):
-    fig = _json(os.path.join(results_dir, f"figures_{scale}", *sub, "figure2.json"), {}) or {}
+    fig = read_json(os.path.join(results_dir, f"figures_{scale}", *sub, "figure2.json"), {}) or {}
     for t in fig.get("trends", []):
       verdict = t.get("verdict", "")
       out.append({"id": f"fig2{t['panel'].lower()}_{'_'.join(sub) or 'continual'}_"
@@ -219,7 +213,6 @@ def decide_all(results_dir: str) -> list[dict[str, Any]]:
 
 def write(results_dir: str) -> list[dict[str, Any]]:
   """Writes ``<results_dir>/claims.json``; returns its records."""
-  from flpjax.experiment.metrics import write_json  # pylint: disable=g-import-not-at-top
   records = decide_all(results_dir)
   write_json(os.path.join(results_dir, "claims.json"), records)
   return records
@@ -242,8 +235,8 @@ def markdown(records: list[dict[str, Any]]) -> list[str]:
               "| claim | verdict | a | b | networks (diverged) | reason |", "|---|---|---|---|---|---|"]
     for r in mine:
       percent = r.get("panel") == "table2"
-      side = lambda m, s: (f"{_fmt(m, percent)} ({_fmt(s, percent)})"  # noqa: E731
-                           if m is not None else "-")
+      side = lambda m, s, percent=percent: (f"{_fmt(m, percent)} ({_fmt(s, percent)})"
+                                            if m is not None else "-")
       nets = (f"{r.get('networks_a')} ({r.get('diverged_a') or 0}) / "
               f"{r.get('networks_b')} ({r.get('diverged_b') or 0})"
               if r.get("networks_a") is not None else "-")

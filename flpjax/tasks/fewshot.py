@@ -57,8 +57,9 @@ SPLITS = {
 }
 #: Images per class and channels of the standard data sets.
 SHAPES = {"omniglot": (20, 1), "mini_imagenet": (600, 3)}
-_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+#: ImageNet's per-channel mean and standard deviation (mini-ImageNet's inputs).
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 class Normalization(NamedTuple):
@@ -75,8 +76,8 @@ class Normalization(NamedTuple):
 #: The standard data sets' normalisations (Omniglot ``x / 255``; mini-ImageNet ImageNet's).
 NORMALIZATIONS = {
     "omniglot": Normalization(),
-    "mini_imagenet": Normalization(tuple(map(float, _IMAGENET_MEAN)),
-                                   tuple(map(float, _IMAGENET_STD))),
+    "mini_imagenet": Normalization(tuple(map(float, IMAGENET_MEAN)),
+                                   tuple(map(float, IMAGENET_STD))),
 }
 
 
@@ -92,10 +93,13 @@ def normalization(dataset) -> Normalization:
 
 def normalize(x: jax.Array, dataset) -> jax.Array:
   """uint8 images -> float32: ``x / 255`` (Omniglot), ImageNet mean/std (mini-ImageNet), or
-  ``(x / 255 - mean) / std`` of a `Normalization`."""
+  ``(x / 255 - mean) / std`` of a `Normalization`.
+
+  ``x`` is ``(..., H, W, C)`` (the statistics are per channel); the result has its shape.
+  """
   x = x.astype(jnp.float32) / 255.0
   if dataset == "mini_imagenet":
-    return (x - _IMAGENET_MEAN) / _IMAGENET_STD
+    return (x - IMAGENET_MEAN) / IMAGENET_STD
   n = normalization(dataset)
   if n != Normalization():
     x = (x - np.asarray(n.mean, np.float32)) / np.asarray(n.std, np.float32)
@@ -166,8 +170,16 @@ def sample_test_episode(
   """A meta-test lifetime: support from images ``[0, support_pool)``, query the next
   ``test_pool`` images of each class (None: all the rest).
 
+  Args:
+    key: a typed PRNG key.
+    images: uint8 ``(classes, images_per_class, H, W, C)``.
+    dataset, ways, shots, order: as `sample_train_episode`.
+    support_pool, test_pool: images per class of the support pool and of the
+      held-out test pool.
+
   Returns:
-    ``Episode`` with ``N k`` support steps and ``N test_pool`` queries.
+    ``Episode(xs (N k, 1, H, W, C), ys (N k, 1), xq (N h, H, W, C), yq (N h,))``
+    with ``N = ways``, ``k = shots`` and ``h`` the test pool's size.
   """
   n_classes, per_class = images.shape[:2]
   k_cls, k_img, k_ord = jax.random.split(key, 3)
@@ -185,10 +197,11 @@ def make_train_task(images, *, dataset, ways=5, shots=5, queries=5,
                     order: Order | tuple[Order, ...] = "iid", query_overlap=False) -> Task:
   """Meta-training `Task` over ``images`` (its ``data``, kept uint8 on the device).
 
-  ``dataset``: a standard data set's name or a `Normalization` (a data set of
-  your own). ``order`` a tuple (one order per run of `meta.make_runs_meta_step`):
-  ``data`` is ``(images, order_flags(order))`` with ``data_axes = (None, 0)``;
-  the runs share the images.
+  ``images``: uint8 ``(classes, images_per_class, H, W, C)``; episodes are
+  `sample_train_episode`'s. ``dataset``: a standard data set's name or a
+  `Normalization` (a data set of your own). ``order`` a tuple (one order per
+  run of `meta.make_runs_meta_step`): ``data`` is ``(images, order_flags(order))``
+  (flags ``(R,)``) with ``data_axes = (None, 0)``; the runs share the images.
   """
   per_run = isinstance(order, (tuple, list))
   _check(images, dataset, ways, shots + (0 if query_overlap else queries),
@@ -230,7 +243,8 @@ def make_test_task(images, *, dataset, ways=5, shots=5, support_pool=None, test_
   """Meta-test `Task`: held-out images of each class (docs/fidelity.md 6.2, 6.3).
 
   Support from images ``[0, support_pool)`` of each class, queries the next
-  ``test_pool`` (defaults: `pools`).
+  ``test_pool`` (defaults: `pools`). ``images``: uint8 ``(classes,
+  images_per_class, H, W, C)``; episodes are `sample_test_episode`'s.
   """
   support_pool, test_pool = pools(dataset, images.shape[1], support_pool, test_pool)
   _check(images, dataset, ways, support_pool + test_pool, order)
@@ -375,7 +389,10 @@ def check_inputs(config) -> None:
 
 
 def load(config, split: str) -> np.ndarray:
-  """uint8 ``[classes, images, S, S, C]`` of one split of a config's data set."""
+  """uint8 ``(classes, images_per_class, S, S, C)`` of one split of a config's data set.
+
+  ``S = fewshot.image_size``; ``C``: the data set's channels.
+  """
   from flpjax import datasets  # pylint: disable=g-import-not-at-top
   f = config.fewshot
   if config.task == "custom":
@@ -384,3 +401,146 @@ def load(config, split: str) -> np.ndarray:
     return images
   return datasets.load_split(config.task, split, data_dir=f.data_dir or None,
                              image_size=f.image_size)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.task = 'omniglot', 'mini_imagenet' or 'custom' (flpjax.config.registry).
+
+OUTPUT = "classification"
+#: ``fewshot``: the episodes. ``query_overlap``: meta-training query images may repeat
+#: support images (the reference's). ``validation_classes`` > 0: the last N
+#: meta-training classes are held out of meta-training as validation classes (sweeps;
+#: mini-ImageNet validates on its 'val' split). ``support_pool`` / ``test_pool``:
+#: meta-testing draws support from each class's images [0, support_pool) and queries
+#: from the next test_pool (0: the data set's: Omniglot 15 and 5, mini-ImageNet 30 and
+#: 30, 'custom' the first half and the rest).
+#: ``custom`` (task 'custom', a data set of your own, `flpjax.datasets.folder`): each
+#: split a folder of class subfolders or a .npy/.npz array file, relative paths under
+#: ``fewshot.data_dir``; ``val`` '' = none (``fewshot.validation_classes`` holds classes
+#: out instead); ``channels`` of every image (1 grey, 3 RGB, others refused); inputs are
+#: ``(x / 255 - mean) / std``, one value per channel or one for all.
+#: ``net``: the conv trunk (one 3x3 'VALID' convolution of ``channels`` per entry of
+#: ``strides``), a dense layer of ``hidden`` and a readout of ``readout`` units.
+CONFIG = {
+    "fewshot": dict(ways=5, shots=5, queries_per_class=5, image_size=84, data_dir="",
+                    query_overlap=False, validation_classes=0, support_pool=0, test_pool=0),
+    "custom": dict(train="train", test="test", val="", channels=3, mean=(0.0,), std=(1.0,)),
+    "net": dict(channels=128, hidden=128, readout=1000, strides=(2, 1, 2, 1, 2, 2)),
+}
+
+
+def validate_config(config) -> None:
+  """Checks ``config.fewshot``, ``config.custom`` (task 'custom') and the ``net`` fields."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  for name in ("ways", "shots", "queries_per_class"):
+    checks.check_int(config, f"fewshot.{name}", 1)
+  checks.check_int(config, "fewshot.ways", 2, config.net.readout)
+  checks.check_int(config, "fewshot.image_size", 8, 512)
+  checks.check_bool(config, "fewshot.query_overlap")
+  checks.check_int(config, "fewshot.validation_classes", 0)
+  checks.check_int(config, "fewshot.support_pool", 0)
+  checks.check_int(config, "fewshot.test_pool", 0)
+  f = config.fewshot
+  if config.task == "custom":  # counts are checked against the data (check_inputs)
+    _validate_custom(config)
+  else:
+    per_class = SHAPES[config.task][0]
+    pool, held = pools(config.task, per_class, f.support_pool, f.test_pool)
+    if f.shots > pool:
+      checks.fail("fewshot.shots", f.shots, f"at most {pool} (the meta-test support pool "
+                  "per class)")
+    if pool + held > per_class:
+      checks.fail("fewshot.test_pool", f.test_pool, f"at most {per_class - pool} (support "
+                  f"pool {pool} + test pool <= {per_class} images per class)")
+    if not f.query_overlap and f.shots + f.queries_per_class > per_class:
+      checks.fail("fewshot.queries_per_class", f.queries_per_class,
+                  f"at most {per_class - f.shots} (fewshot.shots + queries <= {per_class} "
+                  "images per class; or fewshot.query_overlap=True)")
+    if config.sweep.lrs and SPLITS[config.task][2] is None and not f.validation_classes:
+      checks.fail("fewshot.validation_classes", 0, f"> 0 with a sweep: {config.task} has no "
+                  "validation split, so the sweep compares its runs on held-out "
+                  "meta-training classes")
+  if not isinstance(config.fewshot.data_dir, str):
+    checks.fail("fewshot.data_dir", config.fewshot.data_dir, "a directory path or ''")
+  for name in ("channels", "hidden", "readout"):
+    checks.check_int(config, f"net.{name}", 1)
+  checks.check_positive_ints(config, "net.strides")
+  from flpjax import nets  # pylint: disable=g-import-not-at-top
+  try:
+    nets.output_shapes(*network(config))
+  except ValueError as e:
+    raise checks.ConfigError(f"config.fewshot.image_size={f.image_size!r}: {e} "
+                             f"(config.net.strides={tuple(config.net.strides)!r})") from None
+
+
+def _validate_custom(config) -> None:
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  c = config.custom
+  for split in ("train", "test"):
+    if not isinstance(c[split], str) or not c[split]:
+      checks.fail(f"custom.{split}", c[split], "a folder of class subfolders or a .npy/.npz "
+                  "file (relative: under fewshot.data_dir)")
+  if not isinstance(c.val, str):
+    checks.fail("custom.val", c.val, "a folder of class subfolders, a .npy/.npz file or ''")
+  checks.check_int(config, "custom.channels", 1, 4)
+  for name, low in (("mean", None), ("std", 1e-12)):
+    values = c[name]
+    if (not isinstance(values, (tuple, list)) or len(values) not in (1, c.channels)
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)
+               or (low is not None and v < low) for v in values)):
+      checks.fail(f"custom.{name}", values, f"a tuple of 1 or custom.channels={c.channels} "
+                  "finite numbers" + (" > 0" if low else ""))
+  if config.sweep.lrs and not c.val and not config.fewshot.validation_classes:
+    checks.fail("custom.val", c.val, "validation classes for the sweep (a folder or array "
+                "file), or set fewshot.validation_classes > 0")
+
+
+def network(config):
+  """The conv classifier (``config.net``) and one image's shape ``(S, S, C)``."""
+  from flpjax import nets  # pylint: disable=g-import-not-at-top
+  size = config.fewshot.image_size
+  return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout,
+                               tuple(config.net.strides)),
+          (size, size, channels(config)))
+
+
+def lifetime_steps(config) -> int:
+  """``T = ways * shots``: one support image per step."""
+  return config.fewshot.ways * config.fewshot.shots
+
+
+def test_task(config, images=None) -> Task:
+  """Meta-test lifetimes over the test split (or over ``images``)."""
+  f = config.fewshot
+  images = load(config, SPLITS[config.task][1]) if images is None else images
+  return make_test_task(images, dataset=config_dataset(config), ways=f.ways, shots=f.shots,
+                        support_pool=f.support_pool or None, test_pool=f.test_pool or None,
+                        order=config.order)
+
+
+def train_task(config) -> Task:
+  """Meta-training episodes over the training split (less its ``validation_classes``)."""
+  f = config.fewshot
+  images = load(config, SPLITS[config.task][0])
+  if f.validation_classes:
+    images = images[:-f.validation_classes]
+  return make_train_task(images, dataset=config_dataset(config), ways=f.ways, shots=f.shots,
+                         queries=f.queries_per_class,
+                         order=tuple(config.get("run_orders", ())) or config.order,
+                         query_overlap=f.query_overlap)
+
+
+def validation_task(config) -> Task:
+  """Omniglot: the ``fewshot.validation_classes`` last meta-training classes; mini-ImageNet:
+  'val'; 'custom': ``custom.val`` if set, else as Omniglot."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  f = config.fewshot
+  val_split = validation_split(config)
+  if val_split is not None:
+    images = load(config, val_split)
+  elif f.validation_classes:
+    images = load(config, SPLITS[config.task][0])[-f.validation_classes:]
+  else:
+    raise checks.ConfigError(f"config.fewshot.validation_classes=0: {config.task} has no "
+                             "validation split; expected > 0 to hold out meta-training classes")
+  return test_task(config, images)

@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from flpjax import nets
 from flpjax.lifetime import Episode
 from flpjax.tasks.base import ORDERS, Task, order_flags
 
@@ -46,7 +47,7 @@ class Pool(NamedTuple):
 
 
 def sample_functions(key: jax.Array, n: int, amplitude=AMPLITUDE, phase=PHASE) -> Pool:
-  """``n`` random sine functions, uniform amplitude and phase."""
+  """``n`` random sine functions, uniform amplitude and phase: a `Pool` of two ``(n,)`` arrays."""
   ka, kp = jax.random.split(key)
   return Pool(jax.random.uniform(ka, (n,), minval=amplitude[0], maxval=amplitude[1]),
               jax.random.uniform(kp, (n,), minval=phase[0], maxval=phase[1]))
@@ -58,7 +59,8 @@ def family_mean(x: jax.Array, amplitude=AMPLITUDE, phase=PHASE) -> jax.Array:
   The best prediction of a function of the family from ``x`` alone, without
   learning anything about the function: ``E[A] (cos(x + a) - cos(x + b)) / (b - a)``
   for ``phi ~ U[a, b)`` (``2.6 (2 / pi) cos x`` for the default family). Its mean
-  squared error is the regression tasks' no-learning level.
+  squared error is the regression tasks' no-learning level. Elementwise: ``x``
+  of any shape, e.g. ``(Q,)``, gives the same shape.
   """
   (lo, hi), (a, b) = amplitude, phase
   return 0.5 * (lo + hi) * (jnp.cos(x + a) - jnp.cos(x + b)) / (b - a)
@@ -142,9 +144,14 @@ def make_task(
 ) -> Task:
   """The sine `Task`; its ``data`` is the pool (or None for fresh functions).
 
+  Its episodes are `sample_episode`'s: ``xs (T, B, F + 1)``, ``ys (T, B, 1)``,
+  ``xq (F Q, F + 1)``, ``yq (F Q, 1)`` (``F = n_functions``, ``B = batch_size``,
+  ``Q = queries_per_function``, ``T = F * steps_per_function``). ``pool`` is a
+  `Pool` of ``(N,)`` arrays.
+
   ``order`` a tuple (one order per run of `meta.make_runs_meta_step`): ``data`` is
-  ``(pool, order_flags(order))`` with ``data_axes = (None, 0)``, so that run ``r``
-  samples the lifetimes of ``order[r]`` while the runs share the pool.
+  ``(pool, order_flags(order))`` (flags ``(R,)``) with ``data_axes = (None, 0)``,
+  so that run ``r`` samples the lifetimes of ``order[r]`` while the runs share the pool.
   """
   kwargs = dict(mixed_batches=mixed_batches, n_functions=n_functions,
                 steps_per_function=steps_per_function, batch_size=batch_size,
@@ -164,3 +171,70 @@ def make_task(
     return sample_episode(key, data, order=order, **kwargs)
 
   return Task(sample, pool, "regression", (n_functions + 1,), 1)
+
+
+# ----------------------------------------------------------------------------- config plug-in
+# config.task = 'sine' (flpjax.config.registry): its section, network and lifetimes.
+
+OUTPUT = "regression"
+#: ``pool_size``: the fixed pool of meta-training functions (0: fresh functions per
+#: episode), drawn with ``pool_seed`` (shared by every run and seed, as the reference's);
+#: ``mixed_batches``: the i.i.d. order shuffles points instead of batches.
+#: ``net.widths``: the MLP's hidden widths.
+CONFIG = {
+    "sine": dict(n_functions=10, steps_per_function=40, batch_size=32,
+                 queries_per_function=32, pool_size=400, pool_seed=1000, mixed_batches=False),
+    "net": dict(widths=nets.REGRESSION_WIDTHS),
+}
+
+
+def validate_config(config) -> None:
+  """Checks ``config.sine`` and ``config.net.widths``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  for f in ("n_functions", "steps_per_function", "batch_size", "queries_per_function"):
+    checks.check_int(config, f"sine.{f}", 1)
+  checks.check_int(config, "sine.pool_seed", 0)
+  checks.check_bool(config, "sine.mixed_batches")
+  checks.check_int(config, "sine.pool_size", 0)
+  if 0 < config.sine.pool_size < config.sine.n_functions:
+    checks.fail("sine.pool_size", config.sine.pool_size,
+                f"0 (fresh functions) or at least sine.n_functions={config.sine.n_functions}")
+  checks.check_positive_ints(config, "net.widths")
+
+
+def network(config):
+  """The regression MLP (``net.widths``) and one input's shape ``(n_functions + 1,)``."""
+  return nets.regression_mlp(tuple(config.net.widths)), (config.sine.n_functions + 1,)
+
+
+def lifetime_steps(config) -> int:
+  """``T = n_functions * steps_per_function``."""
+  return config.sine.n_functions * config.sine.steps_per_function
+
+
+def _options(config, order: str | None = None) -> dict:
+  s = config.sine
+  return dict(order=order or config.order, mixed_batches=s.mixed_batches,
+              n_functions=s.n_functions, steps_per_function=s.steps_per_function,
+              batch_size=s.batch_size, queries_per_function=s.queries_per_function)
+
+
+def train_task(config, order: str | None = None) -> Task:
+  """Meta-training lifetimes: functions from a fixed pool of ``sine.pool_size``
+  (``sine.pool_seed``), in ``order`` (default ``config.order``; ``config.run_orders``: one
+  order per run)."""
+  s = config.sine
+  pool = sample_functions(jax.random.key(s.pool_seed), s.pool_size) if s.pool_size else None
+  options = _options(config, order)
+  if config.get("run_orders") and order is None:  # one order per run (`Task.data_axes`)
+    options["order"] = tuple(config.run_orders)
+  return make_task(pool=pool, **options)
+
+
+def test_task(config) -> Task:
+  """Meta-test lifetimes: fresh functions."""
+  return make_task(pool=None, **_options(config))
+
+
+#: Validation lifetimes are fresh functions too (drawn with ``eval.validation_seed``).
+validation_task = test_task

@@ -28,7 +28,8 @@ reproduction job, the figures, the beyond-the-paper experiments):
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

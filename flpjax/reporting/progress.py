@@ -7,7 +7,9 @@ import time
 
 from absl import logging
 
-def _hms(seconds: float) -> str:
+
+def hms(seconds: float) -> str:
+  """``h:mm:ss`` of ``seconds`` (``?`` when not finite)."""
   if not math.isfinite(seconds):
     return "?"
   seconds = int(seconds)
@@ -45,7 +47,7 @@ class Progress:
     rate = (i - self._i0) / (now - self._t0) if now > self._t0 and i > self._i0 else float("nan")
     eta = (self.total - i) / rate if rate > 0 else float("nan")
     text = " ".join(p for p in (f"{self.name} {i}/{self.total}", extra) if p)
-    return f"{text} ({rate:.3g} /s, ETA {_hms(eta)})"
+    return f"{text} ({rate:.3g} /s, ETA {hms(eta)})"
 
   def update(self, i: int, extra: str = "") -> str | None:
     """Logs the line at item ``i`` unless one was logged less than ``every_s`` ago."""

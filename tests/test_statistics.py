@@ -1,11 +1,12 @@
-"""flpjax/experiment/claims.py: the diverged-network rule, statistics over networks, verdicts."""
+"""flpjax/reporting/statistics.py: the diverged-network rule, statistics over networks, verdicts."""
 
 import math
 
 import numpy as np
 import pytest
 
-from flpjax.experiment import aggregate, claims
+from flpjax.experiment import aggregate
+from flpjax.reporting import statistics
 
 
 def _result(values, nonfinite=None, stopped=None):
@@ -19,7 +20,7 @@ def _result(values, nonfinite=None, stopped=None):
 
 
 def test_a_network_diverges_when_non_finite_stopped_or_above_ten_times_no_learning():
-  values, diverged = claims.network_values(
+  values, diverged = statistics.network_values(
       _result([1.0, float("nan"), 40.0, 2.0, 0.5], nonfinite={1: 3}, stopped={4}), "mse",
       no_learning=3.12)
   assert values[0] == 1.0 and values[3] == 2.0
@@ -27,7 +28,7 @@ def test_a_network_diverges_when_non_finite_stopped_or_above_ten_times_no_learni
   assert "3 of 50" in diverged[0]["why"] and "10x" in diverged[1]["why"]
   assert "stopped" in diverged[2]["why"]
   # 1.11e27, the mean DFA (3) once reported, is a diverged network, never averaged in.
-  stats = claims.over_networks(claims.network_values(_result([0.2, 1.11e27, 0.3]), "mse", 3.12)[0])
+  stats = statistics.over_networks(statistics.network_values(_result([0.2, 1.11e27, 0.3]), "mse", 3.12)[0])
   assert stats["diverged"] == 1 and stats["networks"] == 2
   assert stats["mean"] == pytest.approx(0.25)
   # Without a no-learning level only non-finite networks diverge; aggregate uses the same rule.
@@ -36,47 +37,47 @@ def test_a_network_diverges_when_non_finite_stopped_or_above_ten_times_no_learni
 
 
 def test_over_networks_mean_and_standard_error():
-  s = claims.over_networks([1.0, 2.0, 3.0, None, float("nan")])
+  s = statistics.over_networks([1.0, 2.0, 3.0, None, float("nan")])
   assert s["mean"] == 2.0 and s["networks"] == 3 and s["diverged"] == 2
   assert s["stderr"] == pytest.approx(np.std([1, 2, 3], ddof=1) / math.sqrt(3))
-  assert claims.over_networks([1.0])["stderr"] is None
+  assert statistics.over_networks([1.0])["stderr"] is None
 
 
 def test_below_is_two_standard_errors_of_the_difference():
   a, b = {"mean": 1.0, "stderr": 0.1}, {"mean": 1.3, "stderr": 0.1}
-  assert claims.below(a, b) == "holds"  # 0.3 > 2 * 0.141
-  assert claims.below(a, {"mean": 1.25, "stderr": 0.1}) == "fails"  # 0.25 < 0.283
-  assert claims.below(b, a) == "fails"
-  assert claims.below({"mean": 1.0, "stderr": None}, b).startswith("fails (fewer than 2")
+  assert statistics.below(a, b) == "holds"  # 0.3 > 2 * 0.141
+  assert statistics.below(a, {"mean": 1.25, "stderr": 0.1}) == "fails"  # 0.25 < 0.283
+  assert statistics.below(b, a) == "fails"
+  assert statistics.below({"mean": 1.0, "stderr": None}, b).startswith("fails (fewer than 2")
 
 
 def test_comparable_is_an_equivalence_test_with_a_margin():
   # 0.0228 against 2.33 was once read "comparable" (not different at 2 se): not any more.
-  assert claims.comparable({"mean": 0.0228, "stderr": 0.01}, {"mean": 2.33, "stderr": 2.0}) == "fails"
-  assert claims.comparable({"mean": 1.0, "stderr": 0.02}, {"mean": 1.05, "stderr": 0.02}) == "holds"
+  assert statistics.comparable({"mean": 0.0228, "stderr": 0.01}, {"mean": 2.33, "stderr": 2.0}) == "fails"
+  assert statistics.comparable({"mean": 1.0, "stderr": 0.02}, {"mean": 1.05, "stderr": 0.02}) == "holds"
   # Equal means but a wide interval: not shown equivalent.
-  assert claims.comparable({"mean": 1.0, "stderr": 0.2}, {"mean": 1.0, "stderr": 0.2}) == "fails"
+  assert statistics.comparable({"mean": 1.0, "stderr": 0.2}, {"mean": 1.0, "stderr": 0.2}) == "fails"
 
 
 def test_a_claim_whose_control_did_not_learn_fails_with_that_reason():
   flp = {"mean": 0.04, "stderr": 0.004, "networks": 6, "diverged": 0}
   reuse = {"mean": 3.1, "stderr": 0.2, "networks": 6, "diverged": 0}
   baseline = {"mean": 3.12, "stderr": 0.1}
-  r = claims.decide("x", "FLP below reuse", "below", flp, reuse, scale="mini",
+  r = statistics.decide("x", "FLP below reuse", "below", flp, reuse, scale="mini",
                     controls=[("feature reuse (1)", reuse, baseline)])
   assert r["verdict"] == "fails" and r["reason"].startswith("control did not learn")
   learned = dict(reuse, mean=0.5, stderr=0.05)
-  r = claims.decide("x", "FLP below reuse", "below", flp, learned, scale="mini",
+  r = statistics.decide("x", "FLP below reuse", "below", flp, learned, scale="mini",
                     controls=[("feature reuse (1)", learned, baseline)])
   assert r["verdict"] == "holds" and r["networks_a"] == 6 and r["diverged_b"] == 0
   assert set(r) >= {"scale", "claim", "kind", "a", "b", "se_a", "se_b", "networks_a",
                     "networks_b", "diverged_a", "diverged_b", "verdict", "reason"}
-  assert claims.decide("x", "t", "below", None, reuse, scale="mini")["reason"] == "not run"
+  assert statistics.decide("x", "t", "below", None, reuse, scale="mini")["reason"] == "not run"
 
 
 def test_learns_per_network_is_a_paired_test_on_the_same_lifetimes():
   rng = np.random.default_rng(0)
   base = 3.0 + rng.normal(size=50)
-  assert claims.learns_per_network(base - 0.5, base)  # always 0.5 better: holds
-  assert not claims.learns_per_network(base + rng.normal(scale=2, size=50) * 0, base)
-  assert not claims.learns_per_network([float("nan")] * 50, base)
+  assert statistics.learns_per_network(base - 0.5, base)  # always 0.5 better: holds
+  assert not statistics.learns_per_network(base + rng.normal(scale=2, size=50) * 0, base)
+  assert not statistics.learns_per_network([float("nan")] * 50, base)

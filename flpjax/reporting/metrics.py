@@ -5,7 +5,8 @@ and the same scalars to TensorBoard event files; `read_metrics` reads them
 back. Records are ``{"step": s, "kind": k, ...}`` with kind ``"train"``
 (meta-loss and meta-gradient norm averaged since the previous record, step
 time, skipped steps so far), ``"nonfinite"`` (a skipped meta-step) or
-``"eval"`` (meta-test results). `write_json` writes a results file atomically;
+``"eval"`` (meta-test results). `write_json` writes a results file atomically
+and `read_json` reads one back (a default when it is missing or unreadable);
 `device_name` names the machine for results and benchmarks.
 """
 
@@ -15,11 +16,12 @@ import json
 import math
 import os
 import platform
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from flpjax.experiment.errors import WorkdirError
+from flpjax.reporting.errors import WorkdirError
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -113,7 +115,7 @@ class MetricWriter:
       self._tb = None
 
 
-# ----------------------------------------------------------------------------- console
+# ----------------------------------------------------------------------------- results files
 
 
 def write_json(path: str, value: Any) -> None:
@@ -126,6 +128,18 @@ def write_json(path: str, value: Any) -> None:
   with open(tmp, "w") as f:
     f.write(value if isinstance(value, str) else json.dumps(value, indent=1))
   os.replace(tmp, path)
+
+
+def read_json(path: str, default: Any = None) -> Any:
+  """The JSON value in ``path``, or ``default`` when the file is missing or not JSON.
+
+  For results files that may not exist yet (a cell not run) or were cut short.
+  """
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return default
 
 
 def device_name() -> str:

@@ -2,18 +2,20 @@
 
 `parse_flags_or_exit` and `exit_with_error` turn bad command lines and bad
 inputs into one ``error: ...`` line on stderr and exit status 2;
-`quiet_libraries` keeps library chatter out of a binary's console.
+`define_config_overrides` defines ``--config.<field>`` overrides with the
+same reporting; `quiet_libraries` keeps library chatter out of a binary's console.
 """
 
 from __future__ import annotations
 
 import logging as logging_std
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from absl import flags
-from absl import logging
+from absl import flags, logging
 from ml_collections import config_flags
+
 
 class WorkdirError(ValueError):
   """A workdir cannot be created, written or read, or does not hold what is needed."""
@@ -59,7 +61,8 @@ def quiet_libraries() -> None:
   sys.unraisablehook = _drop_closed_loop_callbacks
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+  """``text`` on one line: its only line, or its first and last joined by ``...``."""
   lines = [l.strip() for l in str(text).replace("\\n", "\n").splitlines() if l.strip()]
   if len(lines) <= 1:
     return lines[0] if lines else ""
@@ -68,7 +71,7 @@ def _one_line(text: str) -> str:
 
 def exit_with_error(message: Any, code: int = 2) -> NoReturn:
   """Writes ``error: <message>`` (one line) to stderr and exits with ``code``."""
-  sys.stderr.write(f"error: {_one_line(str(message))}\n")  # one write: no interleaving
+  sys.stderr.write(f"error: {one_line(str(message))}\n")  # one write: no interleaving
   sys.stderr.flush()
   sys.exit(code)
 
@@ -90,6 +93,31 @@ def _failing_flag(exc: BaseException, argv: Sequence[str]) -> str:
   return given[-1].replace("--", "flag --", 1) if given else f"flag --{name}"
 
 
+def _exit_for_config_flag(exc: BaseException, argv: Sequence[str]) -> NoReturn:
+  """Exits with one line naming the config flag (or field) whose parsing raised ``exc``."""
+  where = _failing_flag(exc, argv)
+  if isinstance(exc, (KeyError, AttributeError)):
+    hint = [l for l in str(exc).replace("\\n", "\n").splitlines() if "Did you mean" in l]
+    exit_with_error(f"{where}: no such config field"
+                    + (f" ({hint[0].strip().rstrip(chr(39))})" if hint else ""))
+  exit_with_error(f"{where}: {type(exc).__name__}: {one_line(exc)}")
+
+
+def define_config_overrides(name: str, config, help_string: str) -> flags.FlagHolder:
+  """``config_flags.DEFINE_config_dict(name, config)``: ``--<name>.<field>=<value>`` flags.
+
+  ml_collections reads a config-dict flag's overrides from ``sys.argv`` when the
+  flag is defined, before `parse_flags_or_exit` runs; an unknown field
+  (``--config.meta.stpes=2``) is reported here as the same one ``error:`` line
+  (exit status 2). Read the values given with
+  ``config_flags.get_override_values(flags.FLAGS[name])``.
+  """
+  try:
+    return config_flags.DEFINE_config_dict(name, config, help_string)
+  except Exception as e:  # noqa: BLE001  # raised by the flag's parser, from sys.argv
+    _exit_for_config_flag(e, sys.argv)
+
+
 def parse_flags_or_exit(argv: Sequence[str]) -> list[str]:
   """An absl ``flags_parser``: bad flags give one ``error:`` line and exit status 2.
 
@@ -101,13 +129,8 @@ def parse_flags_or_exit(argv: Sequence[str]) -> list[str]:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
     exit_with_error(e)
-  except Exception as e:  # pylint: disable=broad-except  # raised by a config flag's parser
-    where = _failing_flag(e, argv)
-    if isinstance(e, (KeyError, AttributeError)):
-      hint = [l for l in str(e).replace("\\n", "\n").splitlines() if "Did you mean" in l]
-      exit_with_error(f"{where}: no such config field"
-                      + (f" ({hint[0].strip().rstrip(chr(39))})" if hint else ""))
-    exit_with_error(f"{where}: {type(e).__name__}: {_one_line(e)}")
+  except Exception as e:  # noqa: BLE001  # raised by a config flag's parser
+    _exit_for_config_flag(e, argv)
   for name in list(flags.FLAGS):
     flag = flags.FLAGS[name]
     if not flag.present:
@@ -121,7 +144,7 @@ def parse_flags_or_exit(argv: Sequence[str]) -> list[str]:
         flag.value.keys()  # a config file that failed to load raises here
     except OSError as e:
       exit_with_error(f"flag --{name}={filename}: cannot load the config file "
-                      f"({_one_line(e.__cause__ or e)})")
+                      f"({one_line(e.__cause__ or e)})")
   if len(rest) > 1:
     exit_with_error(f"unexpected arguments {rest[1:]}: every option is a --flag=value")
   return rest

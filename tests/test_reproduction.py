@@ -1,0 +1,127 @@
+"""flpjax/reproduction: workdirs, the protocol's rules, plans, records and RESULTS.md."""
+
+import json
+import os
+import re
+
+import pytest
+
+from flpjax.reproduction import beyond, cells, jobs, results_md, section71
+
+
+def _load(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _text(path):
+  with open(path) as f:
+    return f.read()
+
+
+def _record(table, row, column, mean, scale="mini", **extra):
+  return dict({"table": table, "row": row, "column": column, "scale": scale, "status": "done",
+               "metric": "mse" if table == "1" else "error", "mean": mean, "stderr": 0.01,
+               "seeds": 2, "meta_steps": 40, "device": "cpu", "cpu_or_gpu": "test cpu",
+               "per_seed": [mean, mean], "networks": 2, "reduced": {},
+               "baselines": {"family_mean": {"mean": 3.12, "stderr": 0.05}}}, **extra)
+
+
+def test_a_cell_has_one_workdir_and_its_networks_are_under_final():
+  assert cells.cell_workdir("w", "1", "mini", "flp3", "iid") == os.path.join(
+      "w", "table1", "mini", "flp3_iid")
+  assert cells.cell_workdir("w", "1", "mini", "section71") == os.path.join(
+      "w", "table1", "mini", "section71")
+  assert cells.final_workdir("w", "2", "paper", "flp2", "omniglot+omniglot_continual") == (
+      os.path.join("w", "table2", "paper", "flp2_omniglot+omniglot_continual", "final"))
+
+
+def test_gradient_rows_start_from_the_trained_flp_cell_of_their_column(tmp_path):
+  root = str(tmp_path)
+  assert cells.init_ff_from(root, "1", "mini", "grad3", "iid") is None  # FLP cell not trained
+  os.makedirs(os.path.join(cells.final_workdir(root, "1", "mini", "flp3", "iid"), "checkpoints"))
+  source = cells.init_ff_from(root, "1", "mini", "grad3", "iid")
+  assert os.path.samefile(source, cells.final_workdir(root, "1", "mini", "flp3", "iid"))
+  assert cells.init_ff_from(root, "1", "mini", "grad3", "continual") is None
+  assert cells.init_ff_from(root, "1", "mini", "reuse1", "iid") is None  # not a gradient row
+  assert cells.init_ff_from(root, "2", "mini", "grad2", "omniglot") is None  # flp2, not flp3
+
+
+def test_overrides_are_applied_to_a_cell_config_and_a_bad_one_is_named():
+  string = cells.config_string("1", "flp3", "continual", "mini")
+  config = cells.load_config(string, {"meta.steps": 3, "net.widths": (8, 8, 8)})
+  assert config.meta.steps == 3 and tuple(config.net.widths) == (8, 8, 8)
+  assert cells.load_config(string).meta.steps != 3
+  with pytest.raises(cells.ReproductionError, match="--config.meta.steps='many'"):
+    cells.load_config(string, {"meta.steps": "many"})
+
+
+def test_the_mini_plan_meets_every_dependency_and_cells_choose_from_it():
+  plan = jobs.mini_plan()
+  at = {cell: n for n, cell in enumerate(plan)}
+  for column in cells.COLUMNS["1"]:
+    assert at[("1", "flp3", column)] < at[("1", "grad3", column)]  # init_ff_from
+  assert at[("1", "reuse1", "continual")] < at[("1", "section71", "continual")]
+  assert at[("1", "flp3", "continual")] < at[("1", "figure2", "continual")]
+  assert not any(c[2] == "mini_imagenet" for c in plan)  # jobs.MINI_DROPPED
+  chosen = jobs.choose_cells(plan, ["1:section71:continual", "1:reuse1:continual"])
+  assert chosen == [("1", "reuse1", "continual"), ("1", "section71", "continual")]
+  with pytest.raises(cells.ReproductionError, match="--cells=1:flp4:iid: expected some of"):
+    jobs.choose_cells(plan, ["1:flp4:iid"])
+
+
+def test_paper_plan_takes_pairs_and_refuses_bad_cells():
+  assert jobs.paper_plan(["1:flp3:iid+continual", "2:grad2:mini_imagenet"]) == [
+      ("1", "flp3", "iid+continual"), ("2", "grad2", "mini_imagenet")]
+  with pytest.raises(cells.ReproductionError, match="expected table:row:column"):
+    jobs.paper_plan(["1:flp2x:iid"])
+  with pytest.raises(cells.ReproductionError, match=re.escape("column 'iid+sorted'")):
+    jobs.paper_plan(["1:flp3:iid+sorted"])
+
+
+def test_records_are_stored_by_scale_and_column_and_merged(tmp_path):
+  source, target = str(tmp_path / "gpu"), str(tmp_path / "results")
+  cells.store_cells(source, {"iid": _record("1", "flp3", "iid", 0.1, "paper"),
+                             "continual": _record("1", "flp3", "continual", 0.2, "paper")})
+  cells.store_cells(target, {"iid": _record("1", "flp3", "iid", 0.3, "mini")})
+  assert jobs.merge_results(source, target) == ["1:flp3:iid (paper)", "1:flp3:continual (paper)"]
+  stored = cells.load_results(target)
+  assert set(stored) == {("1", "flp3", "iid", "mini"), ("1", "flp3", "iid", "paper"),
+                         ("1", "flp3", "continual", "paper")}
+  assert stored[("1", "flp3", "continual", "paper")]["mean"] == 0.2
+
+
+def test_a_cell_is_done_only_with_the_config_its_scale_has_now(tmp_path):
+  results = str(tmp_path)
+  now = json.loads(json.dumps(cells.reduced_changes("1", "flp3", "continual", "mini")))
+  cells.store_cells(results, {"continual": _record("1", "flp3", "continual", 0.1, reduced=now)})
+  assert cells.cell_done(results, "1", "flp3", "continual", "mini")["mean"] == 0.1
+  assert jobs.done(results, "1", "flp3", "continual", "mini")
+  cells.store_cells(results, {"continual": _record("1", "flp3", "continual", 0.1,
+                                                   reduced=dict(now, **{"meta.steps": 1}))})
+  assert cells.cell_done(results, "1", "flp3", "continual", "mini") is None
+  assert jobs.done(results, "1", "section71", "continual", "mini") is None
+
+
+def test_results_md_from_a_fabricated_results_dir(tmp_path):
+  results = str(tmp_path)
+  for row, mean in (("flp3", 0.01), ("reuse1", 1.0), ("dfa3", 0.5)):
+    cells.store_cells(results, {"continual": _record("1", row, "continual", mean)})
+  cells.store_cells(results, {"omniglot": _record("2", "flp2", "omniglot", 0.04)})
+  s71 = {"scale": "mini", "seeds": 2, "meta_steps": 40, "random_init": _record(
+      "1", "section71", "continual", 0.2), "extended": _record("1", "section71", "continual", 0.9),
+         "feature_reuse": _record("1", "reuse1", "continual", 1.0),
+         "flp3": _record("1", "flp3", "continual", 0.01)}
+  with open(section71.section71_path(results, "mini"), "w") as f:
+    json.dump(s71, f)
+  text = _text(results_md.write_results_md(results))
+  flp3 = next(l for l in text.splitlines() if l.startswith("| FLP (3) |"))
+  assert "0.01 (0.01) [mini, 2 seeds, 40 steps, test cpu]" in flp3
+  assert "| FLP (2) | 3 (0.1) | paper scale: not run: no GPU available<br>4 (1) [mini" in text
+  assert "## Section 7.1 at the mini scale" in text and "reaches MSE 0.9 (0.01)" in text
+  assert "## Beyond the paper" in text and "* DFA (3), Continual learning: MSE 0.5" in text
+  assert "* FLP (3) below DFA (3) on continual sine: **holds**" in text
+  assert "## What mini means" in text
+  claims = {c["id"]: c for c in _load(tmp_path / "claims.json")}
+  assert claims["flp3_below_reuse1_continual_sine"]["verdict"] == "holds"
+  assert beyond.markdown(str(tmp_path / "empty")) == []
