@@ -2,21 +2,12 @@
 
 import json
 import os
+import pathlib
 import re
 
 import pytest
 
 from flpjax.reproduction import beyond, cells, jobs, results_md, section71
-
-
-def _load(path):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _text(path):
-  with open(path) as f:
-    return f.read()
 
 
 def _record(table, row, column, mean, scale="mini", **extra):
@@ -114,7 +105,7 @@ def test_results_md_from_a_fabricated_results_dir(tmp_path):
          "flp3": _record("1", "flp3", "continual", 0.01)}
   with open(section71.section71_path(results, "mini"), "w") as f:
     json.dump(s71, f)
-  text = _text(results_md.write_results_md(results))
+  text = pathlib.Path(results_md.write_results_md(results)).read_text()
   flp3 = next(l for l in text.splitlines() if l.startswith("| FLP (3) |"))
   assert "0.01 (0.01) [mini, 2 seeds, 40 steps, test cpu]" in flp3
   assert "| FLP (2) | 3 (0.1) | paper scale: not run: no GPU available<br>4 (1) [mini" in text
@@ -122,6 +113,6 @@ def test_results_md_from_a_fabricated_results_dir(tmp_path):
   assert "## Beyond the paper" in text and "* DFA (3), Continual learning: MSE 0.5" in text
   assert "* FLP (3) below DFA (3) on continual sine: **holds**" in text
   assert "## What mini means" in text
-  claims = {c["id"]: c for c in _load(tmp_path / "claims.json")}
+  claims = {c["id"]: c for c in json.loads((tmp_path / "claims.json").read_text())}
   assert claims["flp3_below_reuse1_continual_sine"]["verdict"] == "holds"
   assert beyond.markdown(str(tmp_path / "empty")) == []
