@@ -79,7 +79,7 @@ from flpjax import config as config_lib
 from flpjax.protocols import oml
 
 SCALES = ("paper", "reduced", "mini")
-#: Issue 12's rows (section 8; not in Table 2), FLP (2)'s network and plastic layers:
+#: Beyond-the-paper rows (section 8; not in Table 2), FLP (2)'s network and plastic layers:
 #: ``dfa2`` / ``fa2`` Figure 1's feedback-alignment learners (inner SGD at grad2's
 #: rate along the error sent through fixed random feedback); ``rule2`` / ``rule2r`` /
 #: ``rule2m`` FLP (2) with a meta-learned local rule per layer (generalised Hebbian

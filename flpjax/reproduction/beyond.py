@@ -22,7 +22,7 @@ from flpjax.reporting import statistics
 from flpjax.reporting.metrics import read_json, write_json
 from flpjax.reproduction import cells, paper_claims
 
-#: Issue 12's cells at the mini scale: Figure 1's feedback-alignment learners.
+#: The beyond-the-paper cells at the mini scale: Figure 1's feedback-alignment learners.
 #: (The i.i.d. column of these rows is configured in sine.py too, e.g.
 #: ``experiments/train.py --config=experiments/configs/sine.py:row=rule3,order=iid,scale=mini``.)
 BEYOND_CELLS = ([("1", row, "continual")
