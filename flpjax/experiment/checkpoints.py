@@ -52,6 +52,12 @@ class _LockedManager(ocp.CheckpointManager):
 
   def close(self):
     try:
+      # orbax removes stale temporary folders in a background thread that its close()
+      # does not wait for: a run that stops at once (a resume with another run's config)
+      # would exit under it, and the thread's traceback would follow the one-line error.
+      wait = getattr(super(), "_maybe_await_cleanup_tmp_directory", None)
+      if wait is not None:
+        wait()
       super().close()
     finally:
       self._workdir_lock.release()
