@@ -18,6 +18,7 @@ from flpjax import meta, nets, trunks
 from flpjax.config import checks, registry, schema
 from flpjax.config.checks import ConfigError
 from flpjax.learners.base import Learner, group_names
+from flpjax.tasks.base import ORDERS
 from flpjax.types import Task
 
 
@@ -197,7 +198,7 @@ def validate(config) -> None:
   """Checks every field; raises `ConfigError` naming the first bad one."""
   for kind in registry.KINDS:
     checks.check_choice(config, kind, registry.names(kind))
-  checks.check_choice(config, "order", ("iid", "continual"))
+  checks.check_choice(config, "order", ORDERS)
   schema.validate_common(config)
   task, learner_entry, estimator = (task_plugin(config), learner_plugin(config),
                                     estimator_plugin(config))

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flpjax import nets
 from flpjax.lifetime import Episode
 from flpjax.tasks.base import ORDERS, Task, order_flags
 
@@ -465,7 +466,6 @@ def validate_config(config) -> None:
   for name in ("channels", "hidden", "readout"):
     checks.check_int(config, f"net.{name}", 1)
   checks.check_positive_ints(config, "net.strides")
-  from flpjax import nets  # pylint: disable=g-import-not-at-top
   try:
     nets.output_shapes(*network(config))
   except ValueError as e:
@@ -497,7 +497,6 @@ def _validate_custom(config) -> None:
 
 def network(config):
   """The conv classifier (``config.net``) and one image's shape ``(S, S, C)``."""
-  from flpjax import nets  # pylint: disable=g-import-not-at-top
   size = config.fewshot.image_size
   return (nets.conv_classifier(config.net.channels, config.net.hidden, config.net.readout,
                                tuple(config.net.strides)),
