@@ -175,6 +175,44 @@ def set_learning_rates(opt_state, lrs: Mapping[str, Any]):
   return opt_state._replace(inner_state=partition._replace(inner_states=inner))
 
 
+def scale_groups(learner: Learner, groups: tuple[str, ...],
+                 factor: float) -> Callable[[Params], Params]:
+  """``params -> params`` with every leaf of ``groups`` multiplied by ``factor``.
+
+  The back-off of ``config.meta.nonfinite_backoff`` (`make_meta_step`'s
+  ``on_nonfinite``): after a meta-step whose lifetime was not finite, e.g.
+  ``scale_groups(learner, ('alpha', 'alpha_readout'), 0.5)`` halves every
+  plasticity (either sign), so that a network whose first lifetimes explode
+  moves towards a stable plasticity instead of skipping every step for ever.
+
+  Args:
+    learner: the learner whose parameters are scaled (it labels them,
+      `learners.param_labels`).
+    groups: names of the learner's groups (`Learner.groups`).
+    factor: the multiplier, in (0, 1].
+
+  Returns:
+    The function; leaves of other groups are returned unchanged (the same arrays).
+
+  Raises:
+    ValueError: an unknown group, or ``factor`` outside (0, 1].
+  """
+  unknown = set(groups) - set(group_names(learner))
+  if unknown:
+    raise ValueError(f"unknown meta-parameter groups {sorted(unknown)}; this learner has "
+                     f"{group_names(learner)}")
+  if not 0.0 < factor <= 1.0:
+    raise ValueError(f"factor: expected a number in (0, 1], got {factor!r}")
+  groups = frozenset(groups)
+
+  def scale(params: Params) -> Params:
+    labels = param_labels(params, learner)
+    return jax.tree.map(lambda p, g: p * jnp.asarray(factor, p.dtype) if g in groups else p,
+                        params, labels)
+
+  return scale
+
+
 def init_state(learner: Learner, optimizer: optax.GradientTransformation, key: jax.Array,
                params: Params | None = None, estimator: Estimator | None = None) -> TrainState:
   """Fresh meta-parameters (or ``params``) with fresh optimizer and estimator states.
@@ -225,6 +263,7 @@ def make_meta_step(
     *,
     jit: bool = True,
     donate: bool = True,
+    on_nonfinite: Callable[[Params], Params] | None = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-training step ``(state, key, data) -> (state, metrics)``, for every estimator.
 
@@ -232,7 +271,9 @@ def make_meta_step(
   2. ``grads = estimator.meta_grad(params, ...)``, then `guard`;
   3. the optimizer's update of ``params``. A step whose loss or gradient is
      not finite leaves the parameters (``prepare``'s change included) and the
-     optimizer state untouched.
+     optimizer state untouched, or, with ``on_nonfinite``, sets the parameters
+     to ``on_nonfinite(state.params)`` (e.g. `scale_groups`: smaller
+     plasticities after a lifetime that exploded).
 
   Any ``optax.GradientTransformation`` works. With `make_optimizer`'s (wrapped
   in ``optax.apply_if_finite``) the skipped steps are counted in its state;
@@ -250,6 +291,9 @@ def make_meta_step(
       two): reading that state afterwards raises ``RuntimeError: Array has been
       deleted``. Keep using ``state, metrics = step(state, ...)``, or pass
       ``donate=False`` to keep the old state readable (at the cost of a copy).
+    on_nonfinite: ``params -> params`` applied to the step's starting
+      meta-parameters when the step is not finite (None: kept as they are, the
+      paper's procedure). A step that is finite is untouched by it, bit for bit.
 
   Returns:
     ``step(state, key, data) -> (state, metrics)``, where ``key`` is this
@@ -284,7 +328,8 @@ def make_meta_step(
       finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
       opt_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), opt_state, state.opt_state)
       counters = {}
-    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state.params)
+    kept = state.params if on_nonfinite is None else on_nonfinite(state.params)
+    new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, kept)
     by_key = ({f"grad_norm_{k}": global_norm(v) for k, v in grads.items()}
               if isinstance(grads, dict) else {})
     metrics = {
@@ -316,6 +361,7 @@ def make_runs_meta_step(
     data_axes: Any = None,
     *,
     donate: bool = True,
+    on_nonfinite: Callable[[Params], Params] | None = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-step of ``R`` independent runs as one `vmap`ped program.
 
@@ -328,8 +374,9 @@ def make_runs_meta_step(
   (`set_learning_rates`), become one program: on a GPU a single 300-wide
   lifetime leaves most of the chip idle. When the states are sharded along the
   run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
-  ``donate``: as for `make_meta_step` (the given ``states`` are consumed).
+  ``donate``, ``on_nonfinite``: as for `make_meta_step` (the given ``states`` are
+  consumed; a run whose step is not finite gets ``on_nonfinite`` alone).
   """
-  step = make_meta_step(estimator, optimizer, jit=False)
+  step = make_meta_step(estimator, optimizer, jit=False, on_nonfinite=on_nonfinite)
   runs = jax.vmap(step, in_axes=(0, 0, data_axes))
   return jax.jit(runs, donate_argnums=0) if donate else jax.jit(runs)

@@ -46,6 +46,12 @@ BAD = [
     ("seed", -1, "config.seed=-1: expected an integer >= 0"),
     ("meta.max_nonfinite", 0, "config.meta.max_nonfinite=0: expected an integer >= 1"),
     ("flp.clip_beta", "yes", "config.flp.clip_beta='yes': expected True or False"),
+    ("meta.nonfinite_backoff", ("alpha", "lr"), "config.meta.nonfinite_backoff=('alpha', "
+     "'lr'): expected a tuple of this learner's groups"),
+    ("meta.nonfinite_backoff", "alpha", "config.meta.nonfinite_backoff='alpha': expected a "
+     "tuple of this learner's groups"),
+    ("meta.backoff_factor", 0.0, "config.meta.backoff_factor=0.0: expected a number in (0, 1]"),
+    ("meta.backoff_factor", 2.0, "config.meta.backoff_factor=2.0: expected a number in [0.0, 1.0]"),
 ]
 
 

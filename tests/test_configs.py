@@ -258,6 +258,10 @@ def test_sine_mini_is_the_reduced_cell_with_longer_lifetimes_more_seeds_and_the_
   flp = config.learner == "flp"
   assert tuple(config.meta.nonnegative) == (("alpha", "alpha_readout") if flp else ())
   assert config.flp.positive_readout_feedback == flp
+  backoff = {"flp": ("alpha", "alpha_readout"), "gradient": ("lr",) if row == "grad3" else ()}
+  assert tuple(config.meta.nonfinite_backoff) == backoff[config.learner]
+  assert config_lib.on_nonfinite(config) is None if row == "oml3" else callable(
+      config_lib.on_nonfinite(config))
   if flp:  # the readout's plasticity starts above 0; deeper rows' other layers at 0
     expected = (1e-3, None) if config.plastic_layers == 1 else (0.0, 3e-4)
     assert config.meta.lr.alpha == 1e-5

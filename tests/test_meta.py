@@ -247,3 +247,45 @@ def test_divergence_remedies_clip_warm_up_and_keep_plasticity_nonnegative():
   np.testing.assert_array_equal(updates["ff"][0]["w"], 0.0)
   with pytest.raises(ValueError, match="nonnegative: unknown"):
     meta.make_optimizer(lrs, learner, nonnegative=("gamma",))
+
+
+def test_nonfinite_backoff_scales_only_its_groups_and_only_on_a_skipped_step():
+  """meta.scale_groups as ``on_nonfinite``: a skipped step multiplies the named groups of
+  the step's starting parameters by the factor (the optimizer state untouched); a finite
+  step gives the same state, bit for bit, as without it; in a vmapped program each run
+  is backed off alone."""
+  learner = learners.flp(nets.regression_mlp((8, 8)), (11,), 2, init_alpha=1e-3)
+  opt = meta.make_optimizer(meta.PAPER_REGRESSION_LRS, learner)
+  task = sine.make_task(pool=None, steps_per_function=2, batch_size=4, queries_per_function=3)
+  backoff = meta.scale_groups(learner, ("alpha", "alpha_readout"), 0.5)
+  plain = meta.make_meta_step(full.make(learner, task), opt, jit=False)
+  backed = meta.make_meta_step(full.make(learner, task), opt, jit=False, on_nonfinite=backoff)
+  state = meta.init_state(learner, opt, jax.random.key(0))
+  chex.assert_trees_all_equal(plain(state, jax.random.key(1), task.data)[0],
+                              backed(state, jax.random.key(1), task.data)[0])
+  bad = state._replace(params=jax.tree.map(lambda a: a, state.params))
+  bad.params["ff"][0]["b"] = bad.params["ff"][0]["b"].at[0].set(jnp.nan)
+  new, metrics = backed(bad, jax.random.key(1), task.data)
+  assert not bool(metrics["finite"]) and int(metrics["nonfinite_total"]) == 1
+  for k in bad.params["alpha"]:  # the hidden layer's ('alpha') and the readout's
+    np.testing.assert_array_equal(new.params["alpha"][k], 0.5 * np.asarray(bad.params["alpha"][k]))
+  for group in ("ff", "fb", "beta"):
+    chex.assert_trees_all_equal(new.params[group], bad.params[group])
+  chex.assert_trees_all_equal(new.opt_state.inner_state, bad.opt_state.inner_state)
+  # Two runs in one program: run 1 starts non-finite, run 0 does not.
+  states = meta.init_states(learner, opt, jnp.stack([jax.random.key(0), jax.random.key(0)]))
+  b = states.params["ff"][0]["b"]
+  states.params["ff"][0]["b"] = b.at[1, 0].set(jnp.nan)
+  runs = meta.make_runs_meta_step(full.make(learner, task), opt, on_nonfinite=backoff,
+                                  donate=False)
+  new, metrics = runs(states, jnp.stack([jax.random.key(1), jax.random.key(1)]), task.data)
+  np.testing.assert_array_equal(np.asarray(metrics["finite"]), [True, False])
+  alpha = np.asarray(states.params["alpha"]["1"])
+  np.testing.assert_array_equal(new.params["alpha"]["1"][1], 0.5 * alpha[1])
+  np.testing.assert_allclose(new.params["alpha"]["1"][0],
+                             np.asarray(plain(state, jax.random.key(1), task.data)[0]
+                                        .params["alpha"]["1"]), rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown meta-parameter groups"):
+    meta.scale_groups(learner, ("gamma",), 0.5)
+  with pytest.raises(ValueError, match=r"factor: expected a number in \(0, 1\]"):
+    meta.scale_groups(learner, ("alpha",), 0.0)

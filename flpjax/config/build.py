@@ -136,6 +136,17 @@ def make_optimizer(config, learner: Learner | None = None) -> optax.GradientTran
       warmup_steps=int(config.meta.warmup_steps), nonnegative=tuple(config.meta.nonnegative))
 
 
+def on_nonfinite(config, learner: Learner | None = None):
+  """What a skipped (non-finite) meta-step does to the meta-parameters
+  (`meta.make_meta_step`'s ``on_nonfinite``): None (nothing, the paper's procedure), or
+  `meta.scale_groups` of ``meta.nonfinite_backoff`` by ``meta.backoff_factor``."""
+  groups = tuple(config.meta.get("nonfinite_backoff", ()))
+  factor = float(config.meta.get("backoff_factor", 0.5))
+  if not groups or factor == 1.0:
+    return None
+  return meta.scale_groups(learner or make_learner(config), groups, factor)
+
+
 def check_source_runs(config) -> None:
   """The runs a new run starts from (``init_ff_from``, ``extend_from``) exist, with a config
   and a checkpoint; `train.train_and_evaluate` checks them before anything is compiled
@@ -237,10 +248,10 @@ def validate(config) -> None:
   except ValueError as e:
     raise ConfigError(f"config.learner={config.learner!r}: {e}") from None
   check_lifetime_memory(config, learner)
-  nonnegative = config.meta.nonnegative
-  if isinstance(nonnegative, str) or any(g not in group_names(learner) for g in nonnegative):
-    checks.fail("meta.nonnegative", nonnegative if isinstance(nonnegative, str)
-                else tuple(nonnegative), f"a tuple of this learner's groups "
-                f"{group_names(learner)}")
+  for path in ("meta.nonnegative", "meta.nonfinite_backoff"):
+    groups = checks.field(config, path)
+    if isinstance(groups, str) or any(g not in group_names(learner) for g in groups):
+      checks.fail(path, groups if isinstance(groups, str) else tuple(groups),
+                  f"a tuple of this learner's groups {group_names(learner)}")
   if config.sweep.lrs:  # the swept group must be one of the learner's
     checks.check_choice(config, "sweep.group", group_names(learner))

@@ -74,10 +74,15 @@ def base_config() -> ml_collections.ConfigDict:
   # Divergence remedies (BUILD_NOTES "Why networks diverge"); off = the paper's plain
   # Adam. clip_norm: per-group meta-gradient clip (global norm; 0 = none); warmup_steps:
   # linear warm-up of every group's rate; nonnegative: groups kept >= 0 (e.g. ('alpha',
-  # 'alpha_readout'): plasticities of one sign).
+  # 'alpha_readout'): plasticities of one sign); nonfinite_backoff: groups multiplied by
+  # backoff_factor at every skipped (non-finite) meta-step (e.g. ('alpha', 'alpha_readout'):
+  # a network whose first lifetimes explode lowers its plasticity until they do not;
+  # () = skip the step and change nothing, the paper's procedure).
   c.meta.clip_norm = 0.0
   c.meta.warmup_steps = 0
   c.meta.nonnegative = ()
+  c.meta.nonfinite_backoff = ()
+  c.meta.backoff_factor = 0.5
   c.meta.ff_milestones = ()
   c.meta.ff_decay = 0.3
   # The meta-learning rate of every group a registered learner declares (its GROUPS);
@@ -316,6 +321,9 @@ def validate_common(config) -> None:
   checks.check_int(config, "eval.curve_every", 0)
   checks.check_int(config, "eval.curve_lifetimes", 2)
   checks.check_int(config, "meta.max_nonfinite_total", 0)
+  checks.check_float(config, "meta.backoff_factor", 0.0, 1.0)
+  if config.meta.get("backoff_factor", 0.5) == 0.0:
+    checks.fail("meta.backoff_factor", 0.0, "a number in (0, 1] (1: no back-off)")
   checks.check_int(config, "checkpoint_every", 1)
   checks.check_int(config, "keep_checkpoints", 1)
   checks.check_int(config, "log_every", 1)

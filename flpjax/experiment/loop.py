@@ -102,7 +102,7 @@ def open_run(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimiz
 
 
 def train(config, workdir, task, estimator, optimizer, mngr, writer, state, window, start,
-          curve=None):
+          curve=None, on_nonfinite=None):
   """The meta-training loop from step ``start``; returns the final state.
 
   ``curve`` (`aggregate.make_curve`): called every ``config.eval.curve_every``
@@ -110,7 +110,8 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
   with ``config.meta.max_nonfinite_total`` skipped (non-finite) meta-steps in all
   is stopped: it stays at its last good meta-parameters, a ``'stopped'`` record
   names it, and its result counts as diverged; when every run has stopped the
-  job ends with `NonFiniteError`.
+  job ends with `NonFiniteError`. ``on_nonfinite`` (`config.on_nonfinite`): what a
+  skipped step does to a run's meta-parameters (None: nothing).
   """
   runs = config.runs
   every = int(config.eval.get("curve_every", 0) or 0)
@@ -122,9 +123,10 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
   if curve is not None and every and start == 0:
     record_curve(0)
   if runs == 1:
-    meta_step = meta.make_meta_step(estimator, optimizer)
+    meta_step = meta.make_meta_step(estimator, optimizer, on_nonfinite=on_nonfinite)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
-    meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes)
+    meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes,
+                                         on_nonfinite=on_nonfinite)
   keys = checkpoints.run_keys(config) if runs > 1 else jax.random.key(config.seed)
   failed, stopped = set(), set()
   progress = Progress("meta-step", start, config.meta.steps)
