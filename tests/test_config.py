@@ -50,6 +50,8 @@ BAD = [
      "'lr'): expected a tuple of this learner's groups"),
     ("meta.nonfinite_backoff", "alpha", "config.meta.nonfinite_backoff='alpha': expected a "
      "tuple of this learner's groups"),
+    ("flp.readout_feedback_floor", -1.0, "config.flp.readout_feedback_floor=-1.0: expected a "
+     "number in [0.0, inf]"),
     ("meta.backoff_factor", 0.0, "config.meta.backoff_factor=0.0: expected a number in (0, 1]"),
     ("meta.backoff_factor", 2.0, "config.meta.backoff_factor=2.0: expected a number in [0.0, 1.0]"),
 ]

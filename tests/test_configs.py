@@ -258,6 +258,7 @@ def test_sine_mini_is_the_reduced_cell_with_longer_lifetimes_more_seeds_and_the_
   flp = config.learner == "flp"
   assert tuple(config.meta.nonnegative) == (("alpha", "alpha_readout") if flp else ())
   assert config.flp.positive_readout_feedback == flp
+  assert config.flp.readout_feedback_floor == (1.0 if row == "reuse1" else 0.0)
   backoff = {"flp": ("alpha", "alpha_readout"), "gradient": ("lr",) if row == "grad3" else ()}
   assert tuple(config.meta.nonfinite_backoff) == backoff[config.learner]
   assert config_lib.on_nonfinite(config) is None if row == "oml3" else callable(

@@ -194,6 +194,7 @@ def test_reset_readout_draws_a_fresh_readout():
     ({"n_plastic": 2, "rule": "bcm"}, "unknown plasticity rule"),
     ({"n_plastic": 2, "signal": "reward"}, "unknown feedback signal"),
     ({"n_plastic": 2, "presynaptic": "during"}, "presynaptic must be"),
+    ({"n_plastic": 2, "readout_feedback_floor": -1.0}, "readout_feedback_floor: expected"),
 ])
 def test_flp_rejects_bad_options(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -232,3 +233,24 @@ def test_learners_declare_their_groups_and_label_every_leaf():
     weights = learner.plastic_weights(fast)
     assert set(weights) == {str(l) for l in learner.plastic_layers}
     assert all(w.ndim == 2 for w in weights.values())
+
+
+@pytest.mark.parametrize("positive", [False, True])
+def test_readout_feedback_floor_raises_small_readout_feedback_keeping_its_sign(positive):
+  """Entries of the readout's B below the floor in magnitude start at it (with their sign,
+  or positive), the others and every hidden layer's B are the reference's draw."""
+  layers = nets.regression_mlp((8, 8, 6), outputs=4)  # B (4, 4): std 0.71
+  plain = learners.flp(layers, (IN,), 3, positive_readout_feedback=positive)
+  floored = learners.flp(layers, (IN,), 3, positive_readout_feedback=positive,
+                         readout_feedback_floor=0.5)
+  a = plain.init_params(jax.random.key(3))
+  b = floored.init_params(jax.random.key(3))
+  readout = str(len(layers) - 1)
+  drawn, got = np.asarray(a["fb"][readout]["B"]), np.asarray(b["fb"][readout]["B"])
+  assert np.any(np.abs(drawn) < 0.5) and np.any(np.abs(drawn) > 0.5)  # both cases occur
+  np.testing.assert_array_equal(got, np.where(np.abs(drawn) < 0.5, np.where(drawn < 0, -0.5, 0.5),
+                                              drawn))
+  assert np.all(got >= 0.5) if positive else np.any(got < 0)
+  for layer in a["fb"]:
+    if layer != readout:
+      np.testing.assert_array_equal(a["fb"][layer]["B"], b["fb"][layer]["B"])

@@ -125,6 +125,11 @@ MINI = {**REDUCED, "sine.steps_per_function": 20, "eval.curve_every": 500,
 MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout"), "flp.init_alpha": 1e-3,
                "flp.positive_readout_feedback": True,
                "meta.nonfinite_backoff": ("alpha", "alpha_readout")}
+#: The feature-reuse row's readout feedback starts at |B| >= 1 (``flp.readout_feedback_floor``;
+#: its draw is kaiming-normal with std sqrt(2), and the networks that stayed at the
+#: family-mean level in both sets of seeds had drawn 0.016 and 0.12: their readout got
+#: almost no feedback, and meta-training did not grow it; BUILD_NOTES).
+MINI_REUSE = {"flp.readout_feedback_floor": 1.0}
 #: The back-off of the gradient-based row at the mini scale: its learned inner rates.
 MINI_BACKOFF = {"gradient": ("lr",)}
 MINI_RATES = {"flp": {"meta.lr.alpha": 1e-5}}
@@ -195,6 +200,8 @@ def get_config(arg=None):
     remedy = MINI_REMEDY if plastic else {}
     if remedy and c.plastic_layers > 1:  # the readout at MINI_READOUT_ALPHA, the others at 0
       remedy = {**remedy, "flp.init_alpha": 0.0, "flp.init_alpha_readout": MINI_READOUT_ALPHA}
+    if remedy and a.row == "reuse1":
+      remedy = {**remedy, **MINI_REUSE}
     rates = MINI_RATES["flp"] if remedy else MINI_RATES.get(c.learner, {})
     for path, value in {**MINI, **remedy, **rates}.items():
       config_lib.set_field(c, path, value)

@@ -98,6 +98,7 @@ def flp(
     init_beta: float = 0.5,
     positive_readout_feedback: bool = False,
     init_alpha_readout: float | None = None,
+    readout_feedback_floor: float = 0.0,
 ) -> Learner:
   """Feedback and local plasticity (docs/fidelity.md 2 and 3).
 
@@ -138,11 +139,20 @@ def flp(
       meta-training must first carry ``B`` through 0 (a seed-dependent trap
       measured in BUILD_NOTES "The CPU miniature in the paper's regime"). Off:
       the reference's kaiming-normal ``B`` of either sign.
+    readout_feedback_floor: a fed readout's initial feedback weights smaller in
+      magnitude than this start at it, with their sign (0: none, the
+      reference's draw). A readout-only learner whose ``|B|`` is drawn near 0
+      gets almost no feedback and stays where its initial readout is (measured
+      in BUILD_NOTES: the feature-reuse networks that stayed at the
+      family-mean level had drawn ``|B|`` 0.016 and 0.12).
 
   Returns:
     The `Learner`.
   """
   layers = tuple(layers)
+  if not (isinstance(readout_feedback_floor, (int, float)) and readout_feedback_floor >= 0):
+    raise ValueError(f"readout_feedback_floor: expected a number >= 0, got "
+                     f"{readout_feedback_floor!r}")
   plastic = base.check_structure(layers, n_plastic)
   readout = len(layers) - 1
   in_dims = nets.input_dims(layers, input_shape)
@@ -163,6 +173,8 @@ def flp(
       b = std * jax.random.normal(k, (layers[l].features, width))
       if positive_readout_feedback and l == readout:
         b = jnp.abs(b)
+      if readout_feedback_floor and l == readout:
+        b = jnp.where(b < 0, -1.0, 1.0) * jnp.maximum(jnp.abs(b), readout_feedback_floor)
       fb[str(l)] = {"B": b, "c": jnp.zeros((layers[l].features,))}
     return {
         "ff": nets.init(k_ff, layers, input_shape),
@@ -201,9 +213,11 @@ def flp(
 #: ``positive_readout_feedback``: a fed readout's feedback weights start at |B| (a
 #: divergence/trap remedy; off = the reference's kaiming-normal B of either sign).
 #: ``init_alpha_readout``: initial plasticity of the readout (None: ``init_alpha``).
+#: ``readout_feedback_floor``: a fed readout's initial |B| is at least this (0: none).
 CONFIG = {"flp": dict(rule="oja", signal="error", presynaptic="pre", clip_beta=False,
                       clamp_readout=False, init_alpha=0.0, init_beta=0.5,
-                      positive_readout_feedback=False, init_alpha_readout=float)}
+                      positive_readout_feedback=False, init_alpha_readout=float,
+                      readout_feedback_floor=0.0)}
 GROUPS = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA)
 #: ``config.extend_from`` (section 7.1) can start an FLP run from a feature-reuse run.
 EXTENDS = True
@@ -222,6 +236,7 @@ def validate_config(config) -> None:
   checks.check_bool(config, "flp.positive_readout_feedback")
   if config.flp.init_alpha_readout is not None:
     checks.check_float(config, "flp.init_alpha_readout", 0.0)
+  checks.check_float(config, "flp.readout_feedback_floor", 0.0)
 
 
 def options(config) -> dict:
@@ -230,7 +245,8 @@ def options(config) -> dict:
   return dict(signal=f.signal, presynaptic=f.presynaptic, clip_beta=f.clip_beta,
               clamp_readout=f.clamp_readout, init_alpha=f.init_alpha, init_beta=f.init_beta,
               positive_readout_feedback=f.positive_readout_feedback,
-              init_alpha_readout=f.init_alpha_readout)
+              init_alpha_readout=f.init_alpha_readout,
+              readout_feedback_floor=f.readout_feedback_floor)
 
 
 def from_config(config, layers, input_shape, output) -> Learner:

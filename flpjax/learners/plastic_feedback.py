@@ -123,6 +123,7 @@ def plastic_feedback(
     init_beta: float = 0.5,
     positive_readout_feedback: bool = False,
     init_alpha_readout: float | None = None,
+    readout_feedback_floor: float = 0.0,
 ) -> Learner:
   """FLP whose feedback is plastic, optionally with feedback from the layer above.
 
@@ -139,7 +140,8 @@ def plastic_feedback(
     init_fb_rate: initial ``eta_l`` of every fed layer (0: fixed feedback at
       the start of meta-training).
     output, rule, signal, presynaptic, clip_beta, clamp_readout, init_alpha,
-      init_beta, positive_readout_feedback, init_alpha_readout: as `flp`.
+      init_beta, positive_readout_feedback, init_alpha_readout,
+      readout_feedback_floor: as `flp`.
 
   Returns:
     The `Learner`; its ``plastic_weights`` gives the ``W``'s, `feedback_weights`
@@ -160,7 +162,8 @@ def plastic_feedback(
               presynaptic=presynaptic, clip_beta=clip_beta, clamp_readout=clamp_readout,
               init_alpha=init_alpha, init_beta=init_beta,
               positive_readout_feedback=positive_readout_feedback,
-              init_alpha_readout=init_alpha_readout)
+              init_alpha_readout=init_alpha_readout,
+              readout_feedback_floor=readout_feedback_floor)
   layers = tuple(layers)
   plastic, readout = inner.plastic_layers, inner.readout
   update = plasticity.get_rule(rule)

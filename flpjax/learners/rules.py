@@ -304,6 +304,7 @@ def learned_rule(
     init_beta: float = 0.5,
     positive_readout_feedback: bool = False,
     init_alpha_readout: float | None = None,
+    readout_feedback_floor: float = 0.0,
 ) -> Learner:
   """FLP with a meta-learned local rule in every plastic layer.
 
@@ -324,7 +325,8 @@ def learned_rule(
     per_synapse: hebbian only: coefficients ``(K, out, in)`` per synapse.
     hidden: MLP only: hidden width.
     output, signal, presynaptic, clip_beta, clamp_readout, init_alpha,
-      init_beta, positive_readout_feedback, init_alpha_readout: as `flp`.
+      init_beta, positive_readout_feedback, init_alpha_readout,
+      readout_feedback_floor: as `flp`.
 
   Returns:
     The `Learner`; its groups are flp's and `RULE`.
@@ -339,7 +341,8 @@ def learned_rule(
               presynaptic=presynaptic, clip_beta=clip_beta, clamp_readout=clamp_readout,
               init_alpha=init_alpha, init_beta=init_beta,
               positive_readout_feedback=positive_readout_feedback,
-              init_alpha_readout=init_alpha_readout)
+              init_alpha_readout=init_alpha_readout,
+              readout_feedback_floor=readout_feedback_floor)
   layers = tuple(layers)
   plastic, readout = inner.plastic_layers, inner.readout
   in_dims = nets.input_dims(layers, input_shape)
