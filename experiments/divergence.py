@@ -13,7 +13,8 @@ per run: the meta-loss, each group's meta-gradient norm (``grad_norm_<group>``)
 and meta-update norm (``update_norm_<group>``), each plastic layer's plasticity
 statistics (min, max, fraction < 0, mean |alpha|) and the norm of its fast
 weights at the end of one meta-training lifetime. A run *diverges* when a
-meta-step's loss or gradient is not finite (`meta.make_meta_step` skips it) or
+meta-step's loss or gradient is not finite (`meta.make_meta_step` skips it, or
+backs off ``config.meta.nonfinite_backoff``) or
 when its meta-test evaluation at the end (``--eval_lifetimes`` fresh lifetimes)
 is not finite. The JSON at ``--out`` has the trajectories, each run's first
 non-finite step and the records just before it, and ``diverged`` (count of R).
@@ -85,7 +86,8 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
   optimizer = config_lib.make_optimizer(config, learner)
   keys = checkpoints.run_keys(config)
   states = meta.init_states(learner, optimizer, keys, estimator=estimator)
-  step_fn = meta.make_runs_meta_step(estimator, optimizer)
+  step_fn = meta.make_runs_meta_step(estimator, optimizer,
+                                     on_nonfinite=config_lib.on_nonfinite(config, learner))
   probe = jax.jit(jax.vmap(make_probe(learner, task), (0, 0, None)))
   group_norms = jax.jit(jax.vmap(lambda t: _norms_by_group(t, learner)))
 
