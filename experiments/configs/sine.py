@@ -117,7 +117,7 @@ REDUCED = {
 #: moves the readout away from the target; the seeds that drew one stayed at the
 #: family-mean level), each measured in BUILD_NOTES. A network whose lifetimes are
 #: not finite halves its plasticities at every such skipped meta-step
-#: (``meta.nonfinite_backoff``; the gradient row its inner rates, `MINI_BACKOFF`) instead
+#: (``meta.nonfinite_backoff``; the gradient row its inner rates, `MINI_GRAD_BACKOFF`) instead
 #: of skipping steps for ever; a network that never has a non-finite step is untouched
 #: by it, bit for bit. `MINI_SEEDS` networks per cell.
 MINI = {**REDUCED, "sine.steps_per_function": 20, "eval.curve_every": 500,
@@ -131,7 +131,7 @@ MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout"), "flp.init_alpha":
 #: almost no feedback, and meta-training did not grow it; BUILD_NOTES).
 MINI_REUSE = {"flp.readout_feedback_floor": 1.0}
 #: The back-off of the gradient-based row at the mini scale: its learned inner rates.
-MINI_BACKOFF = {"gradient": ("lr",)}
+MINI_GRAD_BACKOFF = ("lr",)
 MINI_RATES = {"flp": {"meta.lr.alpha": 1e-5}}
 #: Initial readout plasticity of the FLP rows with more than one plastic layer (their
 #: other layers start at the paper's 0): at 1e-3 the first lifetimes of 3 of 6 FLP (3)
@@ -207,8 +207,8 @@ def get_config(arg=None):
       config_lib.set_field(c, path, value)
     if not plastic:  # the inner-SGD learners keep the paper's feed-forward rate
       c.meta.lr.ff = 1e-4
-    if c.learner in MINI_BACKOFF and c.estimator != "oml" and c.gradient.learn_lr:
-      c.meta.nonfinite_backoff = MINI_BACKOFF[c.learner]
+    if a.row == "grad3":  # the only inner-SGD row with learned rates (oml3's are fixed)
+      c.meta.nonfinite_backoff = MINI_GRAD_BACKOFF
     c.runs = MINI_SEEDS
     if a.row == "rule3m":
       c.learned_rule.hidden = MINI_MLP_HIDDEN
