@@ -87,7 +87,7 @@ def study(config, runs: int, steps: int, every: int, eval_lifetimes: int) -> dic
   keys = checkpoints.run_keys(config)
   states = meta.init_states(learner, optimizer, keys, estimator=estimator)
   step_fn = meta.make_runs_meta_step(estimator, optimizer,
-                                     on_nonfinite=config_lib.on_nonfinite(config, learner))
+                                     **config_lib.step_options(config, learner))
   probe = jax.jit(jax.vmap(make_probe(learner, task), (0, 0, None)))
   group_norms = jax.jit(jax.vmap(lambda t: _norms_by_group(t, learner)))
 

@@ -264,6 +264,7 @@ def make_meta_step(
     jit: bool = True,
     donate: bool = True,
     on_nonfinite: Callable[[Params], Params] | None = None,
+    max_loss: float | None = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-training step ``(state, key, data) -> (state, metrics)``, for every estimator.
 
@@ -294,6 +295,11 @@ def make_meta_step(
     on_nonfinite: ``params -> params`` applied to the step's starting
       meta-parameters when the step is not finite (None: kept as they are, the
       paper's procedure). A step that is finite is untouched by it, bit for bit.
+    max_loss: a step whose meta-loss is above this is treated as not finite
+      (skipped, counted, given ``on_nonfinite``): a lifetime that diverged
+      without overflowing, whose huge but finite meta-gradient would otherwise
+      fill Adam's second-moment estimate and freeze the run's later steps
+      (BUILD_NOTES). None: no bound (the paper's procedure).
 
   Returns:
     ``step(state, key, data) -> (state, metrics)``, where ``key`` is this
@@ -316,7 +322,7 @@ def make_meta_step(
     _check_opt_state(optimizer, state.opt_state, state.params)
     params = estimator.prepare(state.params, key, data)
     grads, est_state, metrics = estimator.meta_grad(params, state.estimator, key, data)
-    grads = guard(metrics["loss"], grads)
+    grads = guard(metrics["loss"], grads, max_loss)
     grad_norm = metrics["grad_norm"] if "grad_norm" in metrics else global_norm(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     new = optax.apply_updates(params, updates)
@@ -362,6 +368,7 @@ def make_runs_meta_step(
     *,
     donate: bool = True,
     on_nonfinite: Callable[[Params], Params] | None = None,
+    max_loss: float | None = None,
 ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, dict]]:
   """The meta-step of ``R`` independent runs as one `vmap`ped program.
 
@@ -374,9 +381,10 @@ def make_runs_meta_step(
   (`set_learning_rates`), become one program: on a GPU a single 300-wide
   lifetime leaves most of the chip idle. When the states are sharded along the
   run axis (`flpjax.parallel.shard_runs`), jit spreads the runs over devices.
-  ``donate``, ``on_nonfinite``: as for `make_meta_step` (the given ``states`` are
-  consumed; a run whose step is not finite gets ``on_nonfinite`` alone).
+  ``donate``, ``on_nonfinite``, ``max_loss``: as for `make_meta_step` (the given
+  ``states`` are consumed; a run whose step is not finite gets ``on_nonfinite`` alone).
   """
-  step = make_meta_step(estimator, optimizer, jit=False, on_nonfinite=on_nonfinite)
+  step = make_meta_step(estimator, optimizer, jit=False, on_nonfinite=on_nonfinite,
+                        max_loss=max_loss)
   runs = jax.vmap(step, in_axes=(0, 0, data_axes))
   return jax.jit(runs, donate_argnums=0) if donate else jax.jit(runs)

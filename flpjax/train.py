@@ -95,7 +95,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       logging.info("evaluation at step 0: %s", aggregate.headline(r))
     curve = aggregate.make_curve(config) if config.eval.curve_every else None
     state = loop.train(config, workdir, train_task, estimator, optimizer, mngr, writer, state,
-                       window, start, curve, config_lib.on_nonfinite(config, learner))
+                       window, start, curve, config_lib.step_options(config, learner))
     mngr.wait_until_finished()
     step = int(np.max(jax.device_get(state.step)))
     final = evaluate_params(config, state.params)

@@ -122,9 +122,17 @@ REDUCED = {
 #: by it, bit for bit. `MINI_SEEDS` networks per cell.
 MINI = {**REDUCED, "sine.steps_per_function": 20, "eval.curve_every": 500,
         "eval.curve_lifetimes": 10}
+#: A meta-step whose loss is above 10x the sine family-mean level (3.126, the
+#: expectation over the family; `statistics.DIVERGED_FACTOR`) is skipped like a
+#: non-finite one, and backs off (``meta.max_loss``): a lifetime that exploded but stayed
+#: finite otherwise updates the network with a meta-gradient of norm up to 1e13 that fills
+#: Adam's second moment, and the network's later steps are ~0 for thousands of meta-steps
+#: (the networks that exploded at birth and never learned; BUILD_NOTES). FLP rows only.
+MINI_MAX_LOSS = 31.26
 MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout"), "flp.init_alpha": 1e-3,
                "flp.positive_readout_feedback": True,
-               "meta.nonfinite_backoff": ("alpha", "alpha_readout")}
+               "meta.nonfinite_backoff": ("alpha", "alpha_readout"),
+               "meta.max_loss": MINI_MAX_LOSS}
 #: The feature-reuse row's readout feedback starts at |B| >= 1 (``flp.readout_feedback_floor``;
 #: its draw is kaiming-normal with std sqrt(2), and the networks that stayed at the
 #: family-mean level in both sets of seeds had drawn 0.016 and 0.12: their readout got

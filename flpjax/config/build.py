@@ -147,6 +147,20 @@ def on_nonfinite(config, learner: Learner | None = None):
   return meta.scale_groups(learner or make_learner(config), groups, factor)
 
 
+def max_loss(config) -> float | None:
+  """``meta.max_loss`` as `meta.make_meta_step`'s ``max_loss``: None when 0 (no bound,
+  the paper's procedure)."""
+  bound = float(config.meta.get("max_loss", 0.0))
+  return bound or None
+
+
+def step_options(config, learner: Learner | None = None) -> dict:
+  """What a config asks of a skipped meta-step, as keyword arguments of
+  `meta.make_meta_step` / `meta.make_runs_meta_step`: ``on_nonfinite`` (`on_nonfinite`)
+  and ``max_loss`` (`max_loss`)."""
+  return {"on_nonfinite": on_nonfinite(config, learner), "max_loss": max_loss(config)}
+
+
 def check_source_runs(config) -> None:
   """The runs a new run starts from (``init_ff_from``, ``extend_from``) exist, with a config
   and a checkpoint; `train.train_and_evaluate` checks them before anything is compiled

@@ -77,12 +77,16 @@ def base_config() -> ml_collections.ConfigDict:
   # 'alpha_readout'): plasticities of one sign); nonfinite_backoff: groups multiplied by
   # backoff_factor at every skipped (non-finite) meta-step (e.g. ('alpha', 'alpha_readout'):
   # a network whose first lifetimes explode lowers its plasticity until they do not;
-  # () = skip the step and change nothing, the paper's procedure).
+  # () = skip the step and change nothing, the paper's procedure); max_loss: a meta-step
+  # whose loss is above it counts as skipped (non-finite) too: a lifetime that diverged
+  # but stayed finite (its huge meta-gradient would otherwise fill Adam's second moment
+  # and freeze the run), e.g. 10x the task's no-learning level; 0 = no bound.
   c.meta.clip_norm = 0.0
   c.meta.warmup_steps = 0
   c.meta.nonnegative = ()
   c.meta.nonfinite_backoff = ()
   c.meta.backoff_factor = 0.5
+  c.meta.max_loss = 0.0
   c.meta.ff_milestones = ()
   c.meta.ff_decay = 0.3
   # The meta-learning rate of every group a registered learner declares (its GROUPS);
@@ -301,6 +305,9 @@ def validate_common(config) -> None:
   clip = config.meta.get("clip_norm", 0.0)
   if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
     raise ConfigError(f"config.meta.clip_norm={clip!r}: expected a number >= 0 (0: no clipping)")
+  bound = config.meta.get("max_loss", 0.0)
+  if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not bound >= 0:
+    raise ConfigError(f"config.meta.max_loss={bound!r}: expected a number >= 0 (0: no bound)")
   for group, rate in config.meta.lr.items():  # every group's rate; None: its fallback's
     if rate is not None:
       checks.check_float(config, f"meta.lr.{group}", 0.0, 1.0)

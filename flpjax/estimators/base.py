@@ -78,23 +78,28 @@ def stateless(meta_grad, prepare=_unchanged, name: str = "") -> Estimator:
 MAX_GRADIENT = 1e18
 
 
-def guard(loss: jax.Array, grads: Params) -> Params:
+def guard(loss: jax.Array, grads: Params, max_loss: float | None = None) -> Params:
   """Gradients that `optax.apply_if_finite` will skip when the step cannot be applied.
 
   A non-finite loss with finite gradients must not update either, nor may a
   finite gradient so large (a lifetime that nearly diverged) that its square
   overflows Adam's second-moment estimate (which would then stay infinite):
   in both cases every gradient becomes NaN, so the step is skipped and counted.
+  With ``max_loss``, so is a step whose finite loss is above it (a lifetime that
+  diverged by a bound of the task's scale, e.g. 10x its no-learning level).
 
   Args:
     loss: the meta-loss ``()``.
     grads: the meta-gradient, a tree of any leaf shapes (those of the meta-parameters).
+    max_loss: skip a step whose loss is above this (None: no bound).
 
   Returns:
     ``grads``, the same structure and shapes.
   """
   big = jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads)]).max()
   ok = jnp.isfinite(loss) & (big < MAX_GRADIENT)
+  if max_loss is not None:
+    ok = ok & (loss <= max_loss)
   return jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
 
 

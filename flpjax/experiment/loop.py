@@ -102,7 +102,7 @@ def open_run(mngr: ocp.CheckpointManager, config, workdir: str, learner, optimiz
 
 
 def train(config, workdir, task, estimator, optimizer, mngr, writer, state, window, start,
-          curve=None, on_nonfinite=None):
+          curve=None, step_options=None):
   """The meta-training loop from step ``start``; returns the final state.
 
   ``curve`` (`aggregate.make_curve`): called every ``config.eval.curve_every``
@@ -110,8 +110,9 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
   with ``config.meta.max_nonfinite_total`` skipped (non-finite) meta-steps in all
   is stopped: it stays at its last good meta-parameters, a ``'stopped'`` record
   names it, and its result counts as diverged; when every run has stopped the
-  job ends with `NonFiniteError`. ``on_nonfinite`` (`config.on_nonfinite`): what a
-  skipped step does to a run's meta-parameters (None: nothing).
+  job ends with `NonFiniteError`. ``step_options`` (`config.step_options`): keyword
+  arguments of the meta-step, ``on_nonfinite`` (what a skipped step does to a run's
+  meta-parameters) and ``max_loss`` (a loss above it counts as a skipped step); None: none.
   """
   runs = config.runs
   every = int(config.eval.get("curve_every", 0) or 0)
@@ -122,11 +123,11 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
 
   if curve is not None and every and start == 0:
     record_curve(0)
+  step_options = step_options or {}
   if runs == 1:
-    meta_step = meta.make_meta_step(estimator, optimizer, on_nonfinite=on_nonfinite)
+    meta_step = meta.make_meta_step(estimator, optimizer, **step_options)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
-    meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes,
-                                         on_nonfinite=on_nonfinite)
+    meta_step = meta.make_runs_meta_step(estimator, optimizer, task.data_axes, **step_options)
   keys = checkpoints.run_keys(config) if runs > 1 else jax.random.key(config.seed)
   failed, stopped = set(), set()
   progress = Progress("meta-step", start, config.meta.steps)
