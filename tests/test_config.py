@@ -54,6 +54,8 @@ BAD = [
      "number in [0.0, inf]"),
     ("meta.backoff_factor", 0.0, "config.meta.backoff_factor=0.0: expected a number in (0, 1]"),
     ("meta.backoff_factor", 2.0, "config.meta.backoff_factor=2.0: expected a number in [0.0, 1.0]"),
+    ("meta.max_loss", -1.0, "config.meta.max_loss=-1.0: expected a number >= 0 (0: no bound)"),
+    ("meta.max_loss", "31", "config.meta.max_loss='31': expected a number >= 0 (0: no bound)"),
 ]
 
 

@@ -263,6 +263,10 @@ def test_sine_mini_is_the_reduced_cell_with_longer_lifetimes_more_seeds_and_the_
   assert tuple(config.meta.nonfinite_backoff) == backoff[config.learner]
   assert config_lib.on_nonfinite(config) is None if row == "oml3" else callable(
       config_lib.on_nonfinite(config))
+  # FLP rows: a loss above 10x the family-mean level (3.126) counts as a skipped step.
+  assert config_lib.max_loss(config) == (pytest.approx(31.26) if flp else None)
+  assert config_lib.step_options(config)["max_loss"] == config_lib.max_loss(config)
+  assert config_lib.max_loss(load(f"sine.py:row={row},order=continual")) is None  # paper
   if flp:  # the readout's plasticity starts above 0; deeper rows' other layers at 0
     expected = (1e-3, None) if config.plastic_layers == 1 else (0.0, 3e-4)
     assert config.meta.lr.alpha == 1e-5
@@ -298,3 +302,20 @@ def test_beyond_the_paper_rows(row, learner, scale):
     assert field(config, path) == field(flp3, path), path
   assert config.learned_rule.init == {"rule3": "oja", "rule3r": "random"}.get(row, "")
   assert config.plastic_feedback.hidden_feedback == (row == "pfb3h")
+
+
+def test_mini_max_loss_is_ten_times_the_family_mean_level():
+  """`sine.MINI_MAX_LOSS` is `statistics.DIVERGED_FACTOR` x the family-mean predictor's
+  MSE over the family (Monte Carlo, 400,000 draws: 3.126 to 0.02)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments.configs import sine as sine_config  # pylint: disable=g-import-not-at-top
+  from flpjax.reporting import statistics  # pylint: disable=g-import-not-at-top
+  from flpjax.tasks import sine  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n = 400_000
+  amplitude = rng.uniform(*sine.AMPLITUDE, n)
+  phase = rng.uniform(*sine.PHASE, n)
+  x = rng.uniform(-5.0, 5.0, n)
+  level = np.mean((amplitude * np.sin(x + phase) - np.asarray(sine.family_mean(x))) ** 2)
+  assert abs(level - 3.126) < 0.02
+  assert sine_config.MINI_MAX_LOSS == pytest.approx(statistics.DIVERGED_FACTOR * level, rel=0.01)

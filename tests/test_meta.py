@@ -217,6 +217,46 @@ def test_gradients_that_would_overflow_adam_are_skipped():
   assert np.all(np.isnan(np.asarray(meta.guard(jnp.asarray(np.inf), {"a": jnp.ones(1)})["a"])))
 
 
+def test_a_finite_loss_above_max_loss_is_skipped_like_a_non_finite_one():
+  """guard's ``max_loss``: NaN gradients (so the step is skipped) when the loss is above
+  the bound, unchanged at or below it; the meta-step with ``max_loss`` skips and counts
+  such a step, backs it off, and leaves a step below the bound bit for bit as without."""
+  grads = {"a": jnp.array([1.0, 2.0])}
+  np.testing.assert_array_equal(meta.guard(jnp.asarray(3.0), grads, 3.0)["a"], [1.0, 2.0])
+  assert np.all(np.isnan(np.asarray(meta.guard(jnp.asarray(3.5), grads, 3.0)["a"])))
+  learner = learners.flp(nets.regression_mlp((8, 8)), (11,), 2, init_alpha=1e-3)
+  opt = meta.make_optimizer(meta.PAPER_REGRESSION_LRS, learner)
+  task = sine.make_task(pool=None, steps_per_function=2, batch_size=4, queries_per_function=3)
+  backoff = meta.scale_groups(learner, ("alpha", "alpha_readout"), 0.5)
+  state = meta.init_state(learner, opt, jax.random.key(0))
+  key = jax.random.key(1)
+  plain = meta.make_meta_step(full.make(learner, task), opt, jit=False)
+  reference, ref_metrics = plain(state, key, task.data)
+  loss = float(ref_metrics["loss"])
+  assert np.isfinite(loss) and bool(ref_metrics["finite"])
+  above = meta.make_meta_step(full.make(learner, task), opt, jit=False, on_nonfinite=backoff,
+                              max_loss=0.5 * loss)
+  new, metrics = above(state, key, task.data)
+  assert not bool(metrics["finite"]) and int(metrics["nonfinite_total"]) == 1
+  np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-6)  # reported as it was
+  np.testing.assert_array_equal(new.params["alpha"]["1"], 0.5 * np.asarray(state.params["alpha"]["1"]))
+  chex.assert_trees_all_equal(new.params["ff"], state.params["ff"])
+  chex.assert_trees_all_equal(new.opt_state.inner_state, state.opt_state.inner_state)
+  below = meta.make_meta_step(full.make(learner, task), opt, jit=False, on_nonfinite=backoff,
+                              max_loss=2.0 * loss)
+  chex.assert_trees_all_equal(below(state, key, task.data)[0], reference)
+  # In one vmapped program each run is judged on its own loss.
+  states = meta.init_states(learner, opt, jnp.stack([jax.random.key(0), jax.random.key(2)]))
+  runs_plain = meta.make_runs_meta_step(full.make(learner, task), opt, donate=False)
+  keys = jnp.stack([key, key])
+  losses = np.asarray(runs_plain(states, keys, task.data)[1]["loss"])
+  bound = float(np.mean(losses))
+  assert losses.min() < bound < losses.max()
+  runs = meta.make_runs_meta_step(full.make(learner, task), opt, donate=False, max_loss=bound)
+  np.testing.assert_array_equal(np.asarray(runs(states, keys, task.data)[1]["finite"]),
+                                losses <= bound)
+
+
 def test_divergence_remedies_clip_warm_up_and_keep_plasticity_nonnegative():
   """meta.clip_norm / warmup_steps / nonnegative: each group clipped on its own, the
   step scaled by (count + 1) / warmup, the named groups projected onto >= 0; per-run

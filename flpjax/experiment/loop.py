@@ -157,9 +157,12 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
     window.add(metrics)
     for r in np.flatnonzero(~metrics["finite"].astype(bool)):
       which = f"run {r}: " if runs > 1 else ""
-      logging.warning("meta-step %d: %snon-finite meta-loss or gradient (loss %s); skipped "
-                      "(%d in a row, %d in all)", done, which, metrics["loss"][r],
-                      metrics["nonfinite_in_row"][r], metrics["nonfinite_total"][r])
+      bound = float(config.meta.get("max_loss", 0.0) or 0.0)
+      why = ("non-finite meta-loss or gradient" if not bound else
+             f"non-finite meta-loss or gradient, or loss above config.meta.max_loss={bound:g}")
+      logging.warning("meta-step %d: %s%s (loss %s); skipped (%d in a row, %d in all)", done,
+                      which, why, metrics["loss"][r], metrics["nonfinite_in_row"][r],
+                      metrics["nonfinite_total"][r])
       record = {"loss": metrics["loss"][r], "in_row": metrics["nonfinite_in_row"][r],
                 "total": metrics["nonfinite_total"][r]}
       writer.write(done, "nonfinite", dict(record, run=int(r)) if runs > 1 else record)
