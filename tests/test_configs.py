@@ -263,6 +263,9 @@ def test_sine_mini_is_the_reduced_cell_with_longer_lifetimes_more_seeds_and_the_
   assert tuple(config.meta.nonfinite_backoff) == backoff[config.learner]
   assert config_lib.on_nonfinite(config) is None if row == "oml3" else callable(
       config_lib.on_nonfinite(config))
+  # The gradient row's feed-forward rate decays as in the authors' code (oml3 has its own).
+  milestones = {"grad3": (1500, 2500, 3500), "oml3": (1500, 2500, 3500)}.get(row, ())
+  assert tuple(config.meta.ff_milestones) == milestones
   # FLP rows: a loss above 10x the family-mean level (3.126) counts as a skipped step.
   assert config_lib.max_loss(config) == (pytest.approx(31.26) if flp else None)
   assert config_lib.step_options(config)["max_loss"] == config_lib.max_loss(config)

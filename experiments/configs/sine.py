@@ -140,6 +140,13 @@ MINI_REMEDY = {"meta.nonnegative": ("alpha", "alpha_readout"), "flp.init_alpha":
 MINI_REUSE = {"flp.readout_feedback_floor": 1.0}
 #: The back-off of the gradient-based row at the mini scale: its learned inner rates.
 MINI_GRAD_BACKOFF = ("lr",)
+#: The gradient-based row's feed-forward meta-learning rate decays 0.3x at these
+#: meta-steps at the mini scale: the authors' code's `MultiStepLR([1500, 2500, 3500],
+#: gamma=0.3)` on the feed-forward optimiser (REFERENCE.md 5.3; their recipe's restarts
+#: every 1,000 steps keep it from firing, so the paper's rows do without). Without it, one
+#: first-seed network's meta-test error rose from 0.029 (step 3,000) to a non-finite
+#: lifetime (its inner SGD diverged); with it that cell had no non-finite step (BUILD_NOTES).
+MINI_GRAD_MILESTONES = (1500, 2500, 3500)
 MINI_RATES = {"flp": {"meta.lr.alpha": 1e-5}}
 #: Initial readout plasticity of the FLP rows with more than one plastic layer (their
 #: other layers start at the paper's 0): at 1e-3 the first lifetimes of 3 of 6 FLP (3)
@@ -217,6 +224,7 @@ def get_config(arg=None):
       c.meta.lr.ff = 1e-4
     if a.row == "grad3":  # the only inner-SGD row with learned rates (oml3's are fixed)
       c.meta.nonfinite_backoff = MINI_GRAD_BACKOFF
+      c.meta.ff_milestones = MINI_GRAD_MILESTONES
     c.runs = MINI_SEEDS
     if a.row == "rule3m":
       c.learned_rule.hidden = MINI_MLP_HIDDEN
