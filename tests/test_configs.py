@@ -171,6 +171,10 @@ def test_defaults_and_warm_starts():
   s71 = load("sine.py:row=section71,order=continual,scale=reduced,extend_from=w/reuse1")
   config_lib.validate(s71)
   assert s71.extend_from == "w/reuse1" and s71.meta.lr.ff == 0.0
+  # At the mini scale the extension's plasticity rate is 10x below the other FLP rows'.
+  mini71 = load("sine.py:row=section71,order=continual,scale=mini")
+  assert mini71.meta.lr.alpha == 1e-6 and mini71.meta.lr.ff == 0.0
+  assert load("sine.py:row=flp3,order=continual,scale=mini").meta.lr.alpha == 1e-5
 
 
 @pytest.mark.parametrize("arg, message", [

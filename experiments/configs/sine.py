@@ -152,6 +152,12 @@ MINI_RATES = {"flp": {"meta.lr.alpha": 1e-5}}
 #: other layers start at the paper's 0): at 1e-3 the first lifetimes of 3 of 6 FLP (3)
 #: networks were non-finite at every meta-step (BUILD_NOTES).
 MINI_READOUT_ALPHA = 3e-4
+#: Section 7.1's plasticity meta-learning rate at the mini scale (the other FLP rows': 1e-5).
+#: The extension freezes the feed-forward weights, so plasticity is its only lever: at 1e-5
+#: Adam drove it back to the edge of stability after every back-off (first seeds: 4-336
+#: skipped meta-steps per network, 3 of 6 stopped at 100); at 1e-6 no network had a skipped
+#: step (BUILD_NOTES "A third remedy").
+MINI_SECTION71_ALPHA_RATE = 1e-6
 #: Independent networks per miniature cell (claims at 2 standard errors).
 MINI_SEEDS = 6
 #: The MLP rule's hidden width at the mini scale: its cost is linear in the width, and
@@ -230,6 +236,8 @@ def get_config(arg=None):
       c.learned_rule.hidden = MINI_MLP_HIDDEN
   if a.row == "section71":
     c.meta.lr.ff = 0.0
+    if scale == "mini":
+      c.meta.lr.alpha = MINI_SECTION71_ALPHA_RATE
   if a.row == "quick":
     c.meta.steps = 3000
     c.meta.lr.alpha = 1e-6
