@@ -157,7 +157,7 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
     window.add(metrics)
     for r in np.flatnonzero(~metrics["finite"].astype(bool)):
       which = f"run {r}: " if runs > 1 else ""
-      bound = float(config.meta.get("max_loss", 0.0) or 0.0)
+      bound = step_options.get("max_loss")  # the bound in force, if any
       why = ("non-finite meta-loss or gradient" if not bound else
              f"non-finite meta-loss or gradient, or loss above config.meta.max_loss={bound:g}")
       logging.warning("meta-step %d: %s%s (loss %s); skipped (%d in a row, %d in all)", done,
