@@ -119,11 +119,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   curve = aggregate.curve_from_metrics(records)
   if curve:
     final["curve"] = curve
+  skipped = ("non-finite meta-steps" if not config_lib.max_loss(config) else
+             "skipped meta-steps (non-finite, or loss above config.meta.max_loss)")
   for r in records:  # runs stopped for too many non-finite meta-steps count as diverged
     if r.get("kind") == "stopped":
       run = final["runs"][r["run"]] if "runs" in final else final
-      skipped = ("non-finite meta-steps" if not config_lib.max_loss(config) else
-                 "skipped meta-steps (non-finite, or loss above config.meta.max_loss)")
       run["stopped"] = f"meta-training stopped at step {r['step']}: {r['nonfinite_total']} {skipped}"
   write_json(os.path.join(workdir, "eval.json"), final)
   results.append((f"after {step} meta-steps", final))

@@ -49,6 +49,7 @@ from flpjax.config.schema import (
 __all__ = ["ConfigError", "MATMUL_PRECISIONS", "RUN_ARGS", "apply_run_args", "base_config",
            "build", "check_source_runs", "checks", "lifetime_steps", "load_file",
            "make_estimator", "make_learner", "make_optimizer", "make_tasks",
-           "make_validation_task", "max_loss", "meta_lrs", "migrate", "network", "on_nonfinite", "output_kind", "step_options",
-           "own_evaluation", "parse_arg", "plasticity_group", "register",
-           "registry", "schema", "set_field", "unregister", "validate", "with_defaults"]
+           "make_validation_task", "max_loss", "meta_lrs", "migrate", "network", "on_nonfinite",
+           "output_kind", "own_evaluation", "parse_arg", "plasticity_group", "register",
+           "registry", "schema", "set_field", "step_options", "unregister", "validate",
+           "with_defaults"]

@@ -302,12 +302,10 @@ def validate_common(config) -> None:
   checks.check_int(config, "meta.chunk", 0)
   checks.check_int(config, "meta.max_nonfinite", 1)
   checks.check_int(config, "meta.warmup_steps", 0)
-  clip = config.meta.get("clip_norm", 0.0)
-  if not isinstance(clip, (int, float)) or isinstance(clip, bool) or clip < 0:
-    raise ConfigError(f"config.meta.clip_norm={clip!r}: expected a number >= 0 (0: no clipping)")
-  bound = config.meta.get("max_loss", 0.0)
-  if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not bound >= 0:
-    raise ConfigError(f"config.meta.max_loss={bound!r}: expected a number >= 0 (0: no bound)")
+  for field, zero in (("clip_norm", "no clipping"), ("max_loss", "no bound")):
+    value = config.meta.get(field, 0.0)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+      raise ConfigError(f"config.meta.{field}={value!r}: expected a number >= 0 (0: {zero})")
   for group, rate in config.meta.lr.items():  # every group's rate; None: its fallback's
     if rate is not None:
       checks.check_float(config, f"meta.lr.{group}", 0.0, 1.0)

@@ -124,6 +124,9 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
   if curve is not None and every and start == 0:
     record_curve(0)
   step_options = step_options or {}
+  bound = step_options.get("max_loss")  # the bound in force, if any, for the log line
+  skipped_why = ("non-finite meta-loss or gradient" if not bound else
+                 f"non-finite meta-loss or gradient, or loss above config.meta.max_loss={bound:g}")
   if runs == 1:
     meta_step = meta.make_meta_step(estimator, optimizer, **step_options)
   else:  # one vmapped program over the runs (sharded over devices by shard_runs)
@@ -157,11 +160,8 @@ def train(config, workdir, task, estimator, optimizer, mngr, writer, state, wind
     window.add(metrics)
     for r in np.flatnonzero(~metrics["finite"].astype(bool)):
       which = f"run {r}: " if runs > 1 else ""
-      bound = step_options.get("max_loss")  # the bound in force, if any
-      why = ("non-finite meta-loss or gradient" if not bound else
-             f"non-finite meta-loss or gradient, or loss above config.meta.max_loss={bound:g}")
       logging.warning("meta-step %d: %s%s (loss %s); skipped (%d in a row, %d in all)", done,
-                      which, why, metrics["loss"][r], metrics["nonfinite_in_row"][r],
+                      which, skipped_why, metrics["loss"][r], metrics["nonfinite_in_row"][r],
                       metrics["nonfinite_total"][r])
       record = {"loss": metrics["loss"][r], "in_row": metrics["nonfinite_in_row"][r],
                 "total": metrics["nonfinite_total"][r]}
