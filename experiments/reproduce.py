@@ -62,7 +62,9 @@ _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Only regenerate RESULTS.
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "Data directory (config.fewshot.data_dir).")
 _SECTION71 = flags.DEFINE_bool(
     "section71", False, "Run section 7.1 (FLP (3) continual from the feature-reuse (1) continual "
-    "cell's networks, feed-forward frozen) at --scale, after those cells exist.")
+    "cell's networks, feed-forward frozen; with its controls: those networks meta-trained on "
+    "as feature reuse for as many meta-steps, and the procedure from a frozen random "
+    "initialisation) at --scale, after those cells exist.")
 _EVAL_BATCH = flags.DEFINE_integer(
     "eval_batch", None, "Lifetimes evaluated together (config.eval.batch; lower it on a CPU "
     "for meta-parameters stored with a GPU-sized batch).", lower_bound=1)

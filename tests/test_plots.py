@@ -119,6 +119,7 @@ def _results(r):
   _write(r / "figures_mini" / "iid" / "figure2.json", _fig2("iid"))
   part = lambda m: {"mean": m, "stderr": 0.1 * m, "per_seed": [m, 1.1 * m]}
   _write(r / "section71_mini.json", {"scale": "mini", "seeds": 2, "extended": part(2.8),
+                                     "reuse_equal_steps": part(2.9),
                                      "feature_reuse": part(3.1), "flp3": part(0.04)})
   _write(r / "claims.json", CLAIMS)
   return r

@@ -148,6 +148,10 @@ def test_mini_pipeline_end_to_end_at_a_tiny_size_then_resumes(tmp_path):
   assert flp3["overrides"]["meta.steps"] == 2 and "net.widths" in flp3["reduced"]
   s71 = _load(tmp_path / "results" / "section71_mini.json")
   assert s71["scale"] == "mini" and s71["seeds"] == 2
+  # The claim's control: the feature-reuse networks resumed for as many more meta-steps.
+  assert s71["reuse_equal_steps"]["meta_steps"] == 2 + 2 and s71["random_init"]
+  assert "as many meta-steps" in next(c["claim"] for c in claims
+                                      if c["id"] == "section71_reuse_init_not_below_reuse1")
   text = _text(tmp_path / "results" / "RESULTS.md")
   assert "[mini, 2 seeds, 2 steps" in text
   fig = _load(tmp_path / "results" / "figures_mini" / "figure2.json")

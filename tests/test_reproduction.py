@@ -116,3 +116,81 @@ def test_results_md_from_a_fabricated_results_dir(tmp_path):
   claims = {c["id"]: c for c in json.loads((tmp_path / "claims.json").read_text())}
   assert claims["flp3_below_reuse1_continual_sine"]["verdict"] == "holds"
   assert beyond.markdown(str(tmp_path / "empty")) == []
+
+
+def _section71_inputs(tmp_path, monkeypatch):
+  """A results dir with the feature-reuse and FLP (3) continual cells, their trained
+  workdir (a checkpoint folder), and `train.train_and_evaluate` replaced by a recorder."""
+  from flpjax import train  # pylint: disable=g-import-not-at-top
+  from flpjax.experiment import aggregate  # pylint: disable=g-import-not-at-top
+  results, root = str(tmp_path / "results"), str(tmp_path / "work")
+  cells.store_cells(results, {"continual": _record(
+      "1", "reuse1", "continual", 0.3, config=cells.config_string(
+          "1", "reuse1", "continual", "mini", runs=2))})
+  cells.store_cells(results, {"continual": _record("1", "flp3", "continual", 0.02)})
+  source = cells.final_workdir(root, "1", "mini", "reuse1", "continual")
+  os.makedirs(os.path.join(source, "checkpoints", "40"))
+  pathlib.Path(source, "metrics.jsonl").write_text('{"step": 40}\n')
+  calls = []
+
+  def fake_train(config, workdir):
+    calls.append((os.path.basename(workdir), config))
+    return {"step": config.meta.steps}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(aggregate, "no_learning", lambda config: {})
+  monkeypatch.setattr(cells, "summarize_result",
+                      lambda result, levels: {"meta_steps": result["step"], "mean": 0.1})
+  return results, root, calls
+
+
+def test_section71_has_an_equal_steps_control_and_resumes_part_by_part(tmp_path, monkeypatch):
+  results, root, calls = _section71_inputs(tmp_path, monkeypatch)
+  record = section71.run("mini", root, results, {"meta.steps": 40})
+  assert [name for name, _ in calls] == ["section71", "section71_reuse_equal_steps",
+                                         "section71_random"]
+  extended, equal, random_init = (config for _, config in calls)
+  assert extended.extend_from and not random_init.extend_from
+  # The control: the feature-reuse networks (their workdir copied), as many more steps.
+  assert equal.learner == "flp" and equal.meta.steps == 40 + 40 and not equal.extend_from
+  assert os.path.isfile(os.path.join(root, "table1", "mini", "section71_reuse_equal_steps",
+                                     "metrics.jsonl"))
+  assert record["reuse_equal_steps"]["meta_steps"] == 80
+  assert record["equal_steps_config"].endswith("runs=2 --config.meta.steps=80")
+  assert section71.done(results, "mini") == json.loads(json.dumps(record))
+  # Stopped before its last part: only that part trains again.
+  stored = json.loads(pathlib.Path(section71.section71_path(results, "mini")).read_text())
+  del stored["random_init"]
+  pathlib.Path(section71.section71_path(results, "mini")).write_text(json.dumps(stored))
+  assert section71.done(results, "mini") is None
+  calls.clear()
+  section71.run("mini", root, results, {"meta.steps": 40})
+  assert [name for name, _ in calls] == ["section71_random"]
+  # Other overrides (another set of seeds): every part trains again.
+  calls.clear()
+  section71.run("mini", root, results, {"meta.steps": 40, "seed": 100})
+  assert len(calls) == 3
+
+
+def test_section71_claim_is_decided_against_the_equal_steps_control(tmp_path):
+  results = str(tmp_path)
+  s71 = {"scale": "mini", "seeds": 2, "meta_steps": 40,
+         "extended": _record("1", "section71", "continual", 0.5),
+         "reuse_equal_steps": _record("1", "reuse1", "continual", 0.5),
+         "random_init": _record("1", "section71", "continual", 3.0),
+         "feature_reuse": _record("1", "reuse1", "continual", 1.0),
+         "flp3": _record("1", "flp3", "continual", 0.01)}
+  path = pathlib.Path(section71.section71_path(results, "mini"))
+  path.write_text(json.dumps(s71))
+  from flpjax.reproduction import paper_claims  # pylint: disable=g-import-not-at-top
+  claim = paper_claims.section71_claims(results, "mini")[0]
+  assert claim["b"] == 0.5 and "as many meta-steps" in claim["claim"]
+  assert claim["verdict"] == "holds"  # 0.5 is not below 0.5
+  # Against the 40-step feature-reuse cell alone (a record without the control) it fails.
+  del s71["reuse_equal_steps"]
+  path.write_text(json.dumps(s71))
+  claim = paper_claims.section71_claims(results, "mini")[0]
+  assert claim["b"] == 1.0 and claim["verdict"] == "fails" and "fewer meta-steps" in claim[
+      "claim"]
+  text = pathlib.Path(results_md.write_results_md(results)).read_text()
+  assert "## Section 7.1 at the mini scale" in text and "as many" not in text

@@ -74,7 +74,10 @@ def choose_cells(plan: Sequence[Cell], chosen: Sequence[str] | None) -> list[Cel
 def cell_units(table: str, row: str, column: str,
                overrides: Mapping[str, Any] | None = None) -> float:
   """Estimated seconds of a miniature cell: meta-steps x networks x `MINI_S_PER_RUN_STEP`."""
-  if row in ("section71", "figure2"):  # costed as the cell they follow
+  if row == "section71":  # two FLP (3) runs (extension, random init), one feature reuse
+    return (2 * cell_units("1", "flp3", "continual", overrides)
+            + cell_units("1", "reuse1", "continual", overrides))
+  if row == "figure2":  # costed as the cell it follows
     table, row, column = "1", "flp3", "continual"
   config = cells.load_config(cells.config_string(table, row, column, "mini"), overrides)
   return config.meta.steps * config.runs * MINI_S_PER_RUN_STEP[table]

@@ -150,8 +150,11 @@ def write_results_md(results_dir: str, draw_figures: bool = False) -> str:
             f"(`python experiments/reproduce.py --section71 --scale={scale}`): FLP (3) started "
             "from the feature-reuse networks with their feed-forward initialisation frozen "
             f"reaches MSE {brief(s71['extended'])}, against {brief(s71['feature_reuse'])} for feature "
-            f"reuse (1) and {brief(s71['flp3'])} for FLP (3) meta-trained from scratch. The paper's "
-            "claim, that this procedure does not improve on feature reuse: **"
+            f"reuse (1) and {brief(s71['flp3'])} for FLP (3) meta-trained from scratch"
+            + (f"; the same feature-reuse networks meta-trained on as feature reuse for as many "
+               f"more meta-steps reach {brief(s71['reuse_equal_steps'])} (the claim's control)"
+               if s71.get("reuse_equal_steps") else "")
+            + ". The paper's claim, that this procedure does not improve on feature reuse: **"
             + verdicts.get("section71_reuse_init_not_below_reuse1", "not decided") + "**.", ""]
     if s71.get("random_init"):
       out += [f"Control: the same procedure from a frozen *random* initialisation reaches "
