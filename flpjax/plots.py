@@ -903,8 +903,9 @@ def curves_figure(results_dir: str, table: str, scale: str):
 def section71_figure(results_dir: str, claims: list[dict] | None = None):
   """Section 7.1 per scale: feature reuse (1), the same networks meta-trained on as
   feature reuse for as many more meta-steps (the claim's control), FLP (3) meta-trained
-  further from them with their feed-forward initialisation frozen, FLP (3) from scratch
-  (mean ± s.e. over networks, single networks as ticks)."""
+  further from them with their feed-forward initialisation frozen, the same from a frozen
+  random initialisation, FLP (3) from scratch (mean ± s.e. over networks, single
+  networks as ticks)."""
   plt = _plt()
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
   found = []
@@ -913,9 +914,9 @@ def section71_figure(results_dir: str, claims: list[dict] | None = None):
     if d:
       found.append((d.get("scale") or "reduced", d))
   found.sort(key=lambda s: _SCALE_NAMES.index(s[0]) if s[0] in _SCALE_NAMES else 9)
-  fig, ax = plt.subplots(figsize=(7.0, 3.4), layout="constrained")
+  fig, ax = plt.subplots(figsize=(7.6, 3.6), layout="constrained")
   parts = (("feature_reuse", "reuse1"), ("reuse_equal_steps", "reuse1"),
-           ("extended", "section71"), ("flp3", "flp3"))
+           ("extended", "section71"), ("random_init", "section71"), ("flp3", "flp3"))
   offsets = (np.arange(len(found)) - (len(found) - 1) / 2) * 0.2
   values = []
   for (scale, d), off in zip(found, offsets):
@@ -933,10 +934,11 @@ def section71_figure(results_dir: str, claims: list[dict] | None = None):
     ax.set_yscale("log")
   ax.set_xticks(range(len(parts)))
   ax.set_xticklabels(["Feature reuse (1)", "Feature reuse (1),\nas many more\nmeta-steps",
-                      "FLP (3) from feature\nreuse's frozen init", "FLP (3) from scratch"])
+                      "FLP (3) from feature\nreuse's frozen init",
+                      "FLP (3) from a\nfrozen random init", "FLP (3) from\nscratch"])
   for t, (_, row) in zip(ax.get_xticklabels(), parts):
     t.set_color(method_color(row))
-  ax.set_ylabel("meta-test MSE (continual sine)")
+  ax.set_ylabel("meta-test MSE\n(continual sine)")
   handles = [Line2D([], [], color="0.35", marker=SCALES.get(s, "o"), linestyle="",
                     label=f"{s} scale ({d.get('seeds', '?')} networks)") for s, d in found]
   handles.append(Line2D([], [], color="0.35", marker="_", linestyle="", label="single networks"))

@@ -250,8 +250,10 @@ def test_curves_and_section71_figures(results):
         _legend_entries(fig)
     plots._plt().close(fig)
     fig = plots.section71_figure(str(results))
-    assert fig.axes[0].get_ylabel() == "meta-test MSE (continual sine)"
+    assert fig.axes[0].get_ylabel() == "meta-test MSE\n(continual sine)"
     assert "mini scale (2 networks)" in _legend_entries(fig)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][1] == (
+        "Feature reuse (1),\nas many more\nmeta-steps")  # the claim's control
     plots._plt().close(fig)
 
 
