@@ -124,7 +124,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   for r in records:  # runs stopped for too many non-finite meta-steps count as diverged
     if r.get("kind") == "stopped":
       run = final["runs"][r["run"]] if "runs" in final else final
-      run["stopped"] = f"meta-training stopped at step {r['step']}: {r['nonfinite_total']} {skipped}"
+      run["stopped"] = (f"meta-training stopped at step {r['step']}: "
+                        f"{r['nonfinite_total']} {skipped}")
   write_json(os.path.join(workdir, "eval.json"), final)
   results.append((f"after {step} meta-steps", final))
   logging.info("evaluation at step %d: %s", step, aggregate.headline(final))

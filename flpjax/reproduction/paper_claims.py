@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from flpjax.reporting import statistics as rule
 from flpjax.reporting.metrics import read_json, write_json
+from flpjax.reproduction import section71
 
 SCALES = ("mini", "reduced", "paper")
 
@@ -154,9 +155,7 @@ def section71_claims(results_dir: str, scale: str) -> list[dict[str, Any]]:
   (the record's ``reuse_equal_steps``: the same networks resumed); a record from before
   that control compares with the feature-reuse cell itself, and says so in its text.
   """
-  path = os.path.join(results_dir, "section71.json" if scale == "reduced"
-                      else f"section71_{scale}.json")
-  s71 = read_json(path)
+  s71 = read_json(section71.section71_path(results_dir, scale))
   out = []
   if not s71:
     return out
