@@ -36,7 +36,8 @@ four panels laid out as the paper's figure, and each panel alone
 verdicts in the captions (from ``results/claims.json`` when present, else
 ``trends``). Panel D comes from ``<output_dir>/iid/figure2.json`` when that
 exists. To redraw every figure from the stored JSONs without analysing
-anything: ``python experiments/plot.py``.
+anything: ``python experiments/plot.py``; to recompute the claims of a stored
+``figure2.json`` too (after a change to `trends`): ``--from_json --output_dir=...``.
 
 Flags ``--flp_workdirs`` and ``--grad_workdirs`` take comma-separated
 workdirs of `experiments/train.py` runs (``config.learner`` must match).
@@ -55,10 +56,12 @@ import jax
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
+from scipy import stats
 
 from flpjax import analysis, lifetime, plots, train
 from flpjax import config as config_lib
 from flpjax.experiment.aggregate import below, over_networks
+from flpjax.reporting.statistics import Z
 from flpjax.reporting import errors
 from flpjax.tasks.base import metrics as task_metrics
 
@@ -79,6 +82,14 @@ _READOUT_FIT = flags.DEFINE_enum(
     "readout_fit", "auto", ["auto", *analysis.READOUT_FITS],
     "Frozen-readout fit (panel A): 'auto' = least_squares for regression, softmax for"
     " classification.")
+
+#: Panel C: a layer's alignment curve counts as periodic below this p-value
+#: (`analysis.periodicity`); the fraction expected by chance.
+PERIODIC_P = 0.01
+_FROM_JSON = flags.DEFINE_bool(
+    "from_json", False, "Analyse nothing: recompute the claims ('trends') of --output_dir's "
+    "figure2.json from its stored numbers and redraw its figures (after a change to the "
+    "claims' tests).")
 
 FILES = tuple(f"{stem}.png" for stem in plots.FIG2_FILES.values()) + ("figure2.json",)
 
@@ -210,8 +221,9 @@ def analyse(runs: list[Run], *, lifetimes: int, batch: int, seed: int,
           lambda p, e, k: analysis.gradient_alignment(learner, p, e.xs, e.ys, output=output, key=k),
           run.params, task(c.order), key, **kw)
       mean, se = _mean_se(align)
+      functions = c.sine.n_functions if c.task == "sine" else None
       out["fig2c"].append({"workdir": run.workdir, "label": run.label, "order": c.order,
-                           "layers": layers, "alignment": _plain(mean),
+                           "layers": layers, "functions": functions, "alignment": _plain(mean),
                            "alignment_stderr": _plain(se), "network": run.network})
 
     if c.task == "sine":
@@ -247,7 +259,14 @@ def trends(results: dict[str, Any]) -> list[dict]:
      networks that learn better start with worse features).
   B: FLP's interference (mean over functions) is below the gradient-based run's.
   C: FLP's updates are weakly aligned with the gradient: every layer's mean cosine
-     below 0.5.
+     below 0.5. Some layers' updates are negatively correlated with the gradient:
+     for some FLP row, layer and lifetime step, the cosine is below 0 by ``z``
+     standard errors over networks, ``z`` the 2-standard-error level
+     Bonferroni-corrected for the row-layer-steps tested. The alignment
+     repeats with the task's functions (sine runs with the functions of
+     ``functions``): per network, the fraction of its plastic layers whose curve
+     depends on the step within a function (`analysis.periodicity` below
+     ``PERIODIC_P``) is above the ``PERIODIC_P`` expected by chance.
   D: FLP's non-readout updates are larger, and its readout updates smaller, than
      the gradient-based run's (mean Frobenius norm over the i.i.d. lifetime).
   """
@@ -282,6 +301,7 @@ def trends(results: dict[str, Any]) -> list[dict]:
                 "(every layer's mean cosine below 0.5)", "layers": layers,
                 "verdict": ("holds" if all(v == "holds" for v in verdicts)
                             else "fails" if "fails" in verdicts else verdicts[0])})
+  out += _alignment_shape(results)
   d = {}
   for r in results["fig2d"]:
     norms = _array(r["update_norm"])
@@ -299,6 +319,61 @@ def trends(results: dict[str, Any]) -> list[dict]:
       out.append({"panel": "D", "claim": claim, "layer": layer, "flp": flp_,
                   "gradient": grad_, "verdict": (below(flp_, grad_) if readout
                                                  else below(grad_, flp_))})
+  return out
+
+
+def _functions(results: dict[str, Any]) -> int | None:
+  """Functions per lifetime of a sine figure (``fig2c``'s ``functions``; older files:
+  panel B's functions encountered plus the first)."""
+  for r in results["fig2c"]:
+    if r.get("functions"):
+      return int(r["functions"])
+  b = results.get("fig2b") or []
+  return len(b[0]["functions_encountered"]) + 1 if b else None
+
+
+def _alignment_shape(results: dict[str, Any]) -> list[dict]:
+  """Panel C's two claims on the alignment curves' shape (see `trends`): some layer
+  negatively correlated with the gradient, and periodicity with the functions."""
+  f = _functions(results)
+  rows = [r for r in results["fig2c"] if f and _array(r["alignment"]).shape[0] % f == 0]
+  if not rows:
+    return []
+  curves, fractions = {}, []
+  for r in rows:
+    arr = _array(r["alignment"])
+    periodic = []
+    for i, layer in enumerate(r["layers"]):
+      curves.setdefault((r["label"].split(")")[0] + ")", layer), []).append(arr[:, i])
+      periodic.append(analysis.periodicity(arr[:, i], arr.shape[0] // f) < PERIODIC_P)
+    fractions.append(float(np.mean(periodic)))
+  out = []
+  tests = sum(len(c[0]) for c in curves.values())
+  z = float(stats.norm.isf(stats.norm.sf(Z) / tests))
+  lowest = None
+  for (row, layer), per_net in curves.items():
+    per_net = np.asarray(per_net)
+    for step in range(per_net.shape[1]):
+      o = over_networks(list(per_net[:, step]))
+      if o["stderr"] and (lowest is None or o["mean"] / o["stderr"]
+                          < lowest["mean"] / lowest["stderr"]):
+        lowest = dict(o, row=row, layer=int(layer), step=step + 1, steps=per_net.shape[1])
+  if lowest is not None:
+    ratio = lowest["mean"] / lowest["stderr"]
+    where = (f"lowest: {lowest['row']} layer {lowest['layer']} at lifetime step "
+             f"{lowest['step']} of {lowest['steps']}, {lowest['mean']:.3g} = {ratio:.1f} "
+             f"standard errors; needs -{z:.2f}, Bonferroni over {tests} row-layer-steps")
+    out.append({"panel": "C", "claim": "some FLP layers' updates are negatively correlated "
+                "with the gradient (a layer's cosine at a lifetime step below 0 over "
+                "networks)", "lowest": lowest, "z": z,
+                "verdict": f"{'holds' if ratio < -z else 'fails'} ({where})"})
+  periodic = over_networks(fractions)
+  chance = {"mean": PERIODIC_P, "stderr": 0.0, "networks": 0}
+  out.append({"panel": "C", "claim": "FLP's alignment with the gradient repeats with the "
+              f"task's functions (per network, the fraction of plastic layers whose cosine "
+              f"depends on the step within a function, one-way ANOVA p < {PERIODIC_P:g}, "
+              "above chance)", "periodic": periodic, "chance": chance,
+              "verdict": below(chance, periodic)})
   return out
 
 
@@ -332,6 +407,19 @@ def plot(results: dict[str, Any], output_dir: str) -> list[str]:
 def main(argv):
   del argv
   errors.quiet_libraries()
+  if _FROM_JSON.value:
+    path = os.path.join(_OUTPUT.value, FILES[4])
+    if not os.path.isfile(path):
+      print(f"error: --from_json: no {path}", file=sys.stderr)
+      sys.exit(2)
+    with open(path) as f:
+      results = json.load(f)
+    results["trends"] = trends(results)
+    with open(path, "w") as f:
+      json.dump(results, f, indent=1)
+    plot(results, _OUTPUT.value)
+    logging.info("recomputed the claims of %s and redrew its figures", path)
+    return
   try:
     if not _FLP.value and not _GRAD.value and not _FLP_PARAMS.value:
       raise config_lib.ConfigError(

@@ -11,7 +11,9 @@ lifetimes with `map_lifetimes` (``jax.lax.map`` over batches of ``vmap``).
   of the outputs on earlier functions' examples caused by learning each new
   function.
 * `gradient_alignment` (Figure 2C): per step and plastic layer, the cosine
-  between the weight update made and the negative gradient of the step's loss.
+  between the weight update made and the negative gradient of the step's loss;
+  `periodicity` (NumPy, on a stored curve): whether such a curve repeats with
+  a continual lifetime's functions.
 * `update_norms` (Figure 2D): per step and plastic layer, the Frobenius norm
   of the weight update (optionally relative to the weights).
 * `extend_plasticity` (Section 7.1): a feature-reuse network's meta-parameters
@@ -37,7 +39,9 @@ from typing import Any, Callable, Literal, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from scipy import stats
 
 from flpjax import lifetime
 from flpjax.learners import FastState, Learner, Params, inner_loss
@@ -416,6 +420,49 @@ def gradient_alignment(
 
   _, cosines = lifetime.run(learner, params, xs, ys, key=key, remat="none", observe=observe)
   return cosines
+
+
+def periodicity(curve, period: int) -> float:
+  """Figure 2C's periodicity: whether a curve repeats with the continual task's functions.
+
+  One-way analysis of variance of ``curve`` grouped by the step within a period
+  (``t mod period``), the ``T // period`` periods (a continual lifetime's functions,
+  each ``period`` steps) as the replicates; NaN steps are left out. A curve that rises
+  or falls the same way within every function gives a small p-value; one whose
+  variation does not follow the functions (an i.i.d. lifetime's) gives a p-value
+  uniform on [0, 1].
+
+  Args:
+    curve: ``(T,)``, e.g. one layer's column of `gradient_alignment` (mean over
+      lifetimes); ``T`` a multiple of ``period``.
+    period: steps per function.
+
+  Returns:
+    The p-value of the F statistic (``scipy.stats.f_oneway``'s); NaN with fewer than
+    two periods or positions, 1.0 for a constant curve.
+
+  Example:
+    >>> periodicity(gradient_alignment(learner, params, xs, ys).mean(0)[:, 0], 20)
+  """
+  curve = np.asarray(curve, np.float64)
+  if curve.ndim != 1 or period < 2 or len(curve) % period:
+    raise ValueError(f"periodicity: curve of shape {curve.shape} is not (T,) with T a "
+                     f"multiple of period={period}")
+  if len(curve) // period < 2:
+    return float("nan")
+  groups = [g[np.isfinite(g)] for g in curve.reshape(-1, period).T]
+  groups = [g for g in groups if len(g)]
+  values = np.concatenate(groups) if groups else np.zeros(0)
+  dof_between, dof_within = len(groups) - 1, len(values) - len(groups)
+  if dof_between < 1 or dof_within < 1:
+    return float("nan")
+  grand = values.mean()
+  between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
+  within = sum(((g - g.mean()) ** 2).sum() for g in groups)
+  if within == 0.0:
+    return 0.0 if between > 0.0 else 1.0
+  f = (between / dof_between) / (within / dof_within)
+  return float(stats.f.sf(f, dof_between, dof_within))
 
 
 def update_norms(

@@ -337,3 +337,26 @@ def test_extend_plasticity_rejects_another_network():
   with pytest.raises(ValueError, match=r"source alpha\['2'\] does not match"):
     analysis.extend_plasticity(learners.flp(nets.regression_mlp((8, 8)), (4,), 2),
                                wrong, jax.random.key(1), meta.PAPER_REGRESSION_LRS)
+
+
+def test_periodicity_is_the_one_way_anova_over_steps_within_a_function():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  curve = rng.normal(size=60)
+  groups = curve.reshape(5, 12).T  # 5 functions of 12 steps: group by step within function
+  assert analysis.periodicity(curve, 12) == pytest.approx(stats.f_oneway(*groups).pvalue,
+                                                           rel=1e-12)
+  # A profile that repeats every function, under noise: periodic; the same noise alone
+  # (no function structure) is below 0.01 about 1% of the time.
+  profile = np.linspace(0.8, -0.1, 12)
+  assert analysis.periodicity(np.tile(profile, 5) + 0.05 * curve, 12) < 1e-6
+  p = [analysis.periodicity(rng.normal(size=60), 12) for _ in range(400)]
+  assert 0.0 <= np.mean(np.asarray(p) < 0.01) < 0.03 and 0.4 < np.median(p) < 0.6
+  # A change from one function to the next, steady within each, is not periodic.
+  assert analysis.periodicity(np.repeat(np.arange(5.0), 12), 12) == 1.0
+  with_nan = np.tile(profile, 5) + 0.05 * curve
+  with_nan[3] = np.nan
+  assert analysis.periodicity(with_nan, 12) < 1e-6
+  with pytest.raises(ValueError, match="multiple of period=7"):
+    analysis.periodicity(curve, 7)
+  assert np.isnan(analysis.periodicity(curve[:12], 12))

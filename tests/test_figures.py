@@ -97,3 +97,42 @@ def test_figures_rejects_a_run_passed_as_the_wrong_learner(runs, tmp_path):
   proc = _figures(f"--flp_workdirs={tmp_path / 'missing'}", f"--output_dir={tmp_path}")
   assert proc.returncode == 2 and "missing: no such directory" in proc.stderr
   assert not os.listdir(tmp_path)
+
+
+_TRENDS = r"""
+import json, sys
+sys.path.insert(0, "experiments")
+import numpy as np
+import figures
+
+rng = np.random.default_rng(0)
+functions, steps = 5, 12
+dip = np.r_[np.linspace(0.6, 0.1, steps - 1), -0.4]  # every function ends against the gradient
+out = {}
+for case, profile in (("periodic", dip), ("flat", np.full(steps, 0.3))):
+  fig2c = [{"label": f"FLP (2) flp2_continual net {n}", "layers": [7, 8], "functions": functions,
+            "alignment": (np.tile(profile, functions)[:, None]
+                          + 0.05 * rng.standard_normal((functions * steps, 2))).tolist()}
+           for n in range(6)]
+  res = {"fig2a": [], "fig2b": [], "fig2c": fig2c, "fig2d": []}
+  out[case] = {t["claim"][:14]: t for t in figures.trends(res) if t["panel"] == "C"}
+print(json.dumps(out))
+"""
+
+
+def test_panel_c_claims_negative_alignment_and_periodicity_with_the_functions():
+  proc = subprocess.run([sys.executable, "-c", _TRENDS], cwd=REPO, capture_output=True,
+                        text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.splitlines()[-1])
+  neg, per = "some FLP layer", "FLP's alignmen"
+  periodic, flat = out["periodic"], out["flat"]
+  assert periodic[neg]["verdict"].startswith("holds (lowest: FLP (2) layer ")
+  assert periodic[neg]["lowest"]["step"] % 12 == 0 and periodic[neg]["lowest"]["mean"] < -0.3
+  # 2 layers x 60 lifetime steps tested: the 2-standard-error level, Bonferroni-corrected.
+  assert periodic[neg]["z"] == pytest.approx(3.55, abs=0.01) and "over 120 row-layer" in (
+      periodic[neg]["verdict"])
+  assert periodic[per]["verdict"] == "holds" and periodic[per]["periodic"]["mean"] == 1.0
+  assert periodic[per]["periodic"]["networks"] == 6 and periodic[per]["chance"]["mean"] == 0.01
+  assert flat[neg]["verdict"].startswith("fails") and flat[neg]["lowest"]["mean"] > 0.2
+  assert flat[per]["verdict"].startswith("fails") and flat[per]["periodic"]["mean"] < 0.2

@@ -194,3 +194,49 @@ def test_section71_claim_is_decided_against_the_equal_steps_control(tmp_path):
       "claim"]
   text = pathlib.Path(results_md.write_results_md(results)).read_text()
   assert "## Section 7.1 at the mini scale" in text and "as many" not in text
+
+
+def test_figure_claims_keep_the_papers_panels_per_order_with_periodicity_against_iid(tmp_path):
+  from flpjax.reproduction import figure2, paper_claims  # pylint: disable=g-import-not-at-top
+  results = str(tmp_path)
+  os.makedirs(os.path.join(results, "figures_mini", "iid"))
+  periodic = lambda m: {"panel": "C", "claim": "repeats with the functions", "verdict": (
+      "holds" if m > 0.5 else "fails"), "periodic": {"mean": m, "stderr": 0.05, "networks": 6}}
+  for order, sub, m in (("continual", (), 0.7), ("iid", ("iid",), 0.0)):
+    trends = [{"panel": p, "claim": f"panel {p}", "verdict": "holds"} for p in "ABCD"]
+    with open(os.path.join(results, "figures_mini", *sub, "figure2.json"), "w") as f:
+      json.dump({"trends": trends + [periodic(m)]}, f)
+  with open(os.path.join(results, "figures_mini", "done.json"), "w") as f:
+    json.dump({"scale": "mini"}, f)
+  claims = paper_claims.figure_claims(results, "mini")
+  kept = [(c["cells"], c["claim"]) for c in claims]
+  assert kept == [("continual", "panel A"), ("continual", "panel B"), ("continual", "panel C"),
+                  ("continual", "repeats with the functions"), ("iid", "panel A"),
+                  ("iid", "panel D")]
+  assert all(c["panel"][-1].upper() in figure2.PAPER_PANELS[c["cells"]] for c in claims)
+  rep = next(c for c in claims if c["claim"].startswith("repeats"))
+  assert rep["verdict"] == "holds" and rep["reason"] == (
+      "holds; per-network fraction 0.7 (0.05, 6 networks), i.i.d. cells (no function "
+      "structure): 0 (0.05, 6 networks)")
+  table = "\n".join(paper_claims.markdown(claims))
+  assert "| repeats with the functions (Figure 2C, continual sine cells) | **holds** |" in table
+  assert "| panel D (Figure 2D, i.i.d. sine cells) | **holds** |" in table
+
+
+def test_a_record_from_before_the_divergence_rule_is_recounted_for_beyond(tmp_path):
+  results = str(tmp_path)
+  stale = _record("1", "dfa3", "continual", 2.5e26)
+  stale.update(per_seed=[1e27, 1.0, 2.0, 1e15], seeds=4, diverged_networks=0)
+  stale.pop("baselines", None)
+  reuse = _record("1", "reuse1", "continual", 0.3)
+  reuse["baselines"] = {"family_mean": {"mean": 3.0, "stderr": 0.1}}
+  cells.store_cells(results, {"continual": stale})
+  cells.store_cells(results, {"continual": reuse})
+  loaded = cells.load_results(results)
+  r = beyond.recounted(loaded[("1", "dfa3", "continual", "mini")], loaded, "mini")
+  assert [d["network"] for d in r["diverged"]] == [0, 3] and r["diverged_networks"] == 2
+  assert r["mean"] == 1.5 and r["networks"] == 2 and "feature-reuse cell" in r["level_from"]
+  assert beyond.recounted(reuse, loaded, "mini") is reuse  # has its own baselines
+  text = "\n".join(beyond.markdown(results))
+  assert ("* DFA (3), Continual learning: MSE 1.5 (0.5), over 2 of 4 networks, 40 steps, "
+          "2 diverged (networks 0, 3; left out of the mean; re-counted with") in text

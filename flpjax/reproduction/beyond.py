@@ -119,6 +119,31 @@ _ROW_FIELDS = ("learner", "plastic_layers", "flp.", "gradient.", "alignment.", "
                "seed", "runs", "meta.ff_")
 
 
+def recounted(record: dict, results: Mapping, scale: str) -> dict:
+  """``record`` under the diverged-network rule (`statistics.network_values`).
+
+  A record stored before the rule existed (no ``baselines``) is re-counted from its
+  ``per_seed`` with the no-learning level of its column's current feature-reuse cell
+  (the level depends only on the column's meta-test lifetimes, not on the row): its
+  diverged networks named and left out of the mean, ``level_from`` saying so. A record
+  with ``baselines``, or a column without a current cell, is returned as it is.
+  """
+  if record.get("baselines") or not record.get("per_seed"):
+    return record
+  ref = results.get((record.get("table"), "reuse1", record.get("column"), scale)) or {}
+  if not ref.get("baselines"):
+    return record
+  name, level = next(iter(ref["baselines"].items()))
+  metric = record.get("metric", "mse")
+  runs = [{metric: None if v is None else float(v)} for v in record["per_seed"]]
+  values, diverged = statistics.network_values({"runs": runs}, metric, level["mean"])
+  stats = statistics.over_networks(values)
+  return dict(record, per_seed=values, diverged=diverged, diverged_networks=len(diverged),
+              mean=stats["mean"], stderr=stats["stderr"], networks=stats["networks"],
+              baselines=ref["baselines"],
+              level_from=f"the no-learning level ({name}) of the current feature-reuse cell")
+
+
 def claim_line(text: str, kind: str, ra: dict, rb: dict, scale: str) -> str:
   """``* text: **holds|fails** (a vs b; reason)`` with the one claim rule
   (`statistics.decide`); the control is ``b``, which must learn."""
@@ -140,7 +165,8 @@ def markdown(results_dir: str, scale: str = "mini") -> list[str]:
   fmt = cells.format_value
   results = cells.load_results(results_dir)
   done = [(c, results.get(c + (scale,))) for c in BEYOND_CELLS]
-  done = [(c, r) for c, r in done if r and r.get("status") == "done"]
+  done = [(c, recounted(r, results, scale)) for c, r in done if r and r.get("status") == "done"]
+  results = {**results, **{c + (scale,): r for c, r in done}}
   longer = read_json(os.path.join(beyond_dir(results_dir), "longer_lifetimes.json"))
   if not done and not longer:
     return []
@@ -168,8 +194,15 @@ def markdown(results_dir: str, scale: str = "mini") -> list[str]:
       m = r["metric"]
       out.append(f"* {cells.ROW_NAMES[row]}, {cells.COLUMN_NAMES[column]}: "
                  f"{'MSE' if m == 'mse' else 'error (%)'} {fmt(r['mean'], m)} "
-                 f"({fmt(r['stderr'], m)}), {r['seeds']} networks, {r['meta_steps']} steps"
-                 + (f", {r['diverged_networks']} diverged" if r.get("diverged_networks") else ""))
+                 f"({fmt(r['stderr'], m)}), "
+                 + (f"over {r['networks']} of {r['seeds']} networks"
+                    if r.get("diverged_networks") and r.get("networks") is not None
+                    else f"{r['seeds']} networks") + f", {r['meta_steps']} steps"
+                 + (f", {r['diverged_networks']} diverged (networks "
+                    + ", ".join(str(d["network"]) for d in r.get("diverged") or [])
+                    + "; left out of the mean"
+                    + (f"; re-counted with {r['level_from']}" if r.get("level_from") else "")
+                    + ")" if r.get("diverged_networks") else ""))
     out.append("")
     for text, kind, a, b in BEYOND_CLAIMS:
       ra, rb = results.get(a + (scale,)), results.get(b + (scale,))

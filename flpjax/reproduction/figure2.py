@@ -21,6 +21,11 @@ from flpjax.reproduction import cells
 #: Figure 2 of the miniature: its FLP and gradient-based sine cells.
 FIGURE2_FLP = ("reuse1", "flp2", "flp3")
 FIGURE2_GRAD = ("grad3",)
+#: The panels the paper draws from each order's cells (B and C: continual; D: the i.i.d.
+#: task): the claims kept in claims.json and shown in RESULTS.md. figure2.json keeps
+#: every panel's numbers and claims for both orders (the other order's periodicity
+#: claim is panel C's control: it should fail on i.i.d. lifetimes).
+PAPER_PANELS = {"continual": ("A", "B", "C"), "iid": ("A", "D")}
 
 
 def figures_dir(results_dir: str, scale: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 from flpjax.reporting import statistics as rule
 from flpjax.reporting.metrics import read_json, write_json
-from flpjax.reproduction import section71
+from flpjax.reproduction import figure2, section71
 
 SCALES = ("mini", "reduced", "paper")
 
@@ -190,17 +190,33 @@ def figure_claims(results_dir: str, scale: str) -> list[dict[str, Any]]:
   out = []
   if not read_json(os.path.join(results_dir, f"figures_{scale}", "done.json")):
     return out
-  for sub in ((), ("iid",)):
-    fig = read_json(os.path.join(results_dir, f"figures_{scale}", *sub, "figure2.json"), {}) or {}
+  figs = {order: read_json(os.path.join(results_dir, f"figures_{scale}", *sub,
+                                        "figure2.json"), {}) or {}
+          for order, sub in (("continual", ()), ("iid", ("iid",)))}
+  for order, fig in figs.items():
     for t in fig.get("trends", []):
-      verdict = t.get("verdict", "")
-      out.append({"id": f"fig2{t['panel'].lower()}_{'_'.join(sub) or 'continual'}_"
-                        f"{len(out)}", "scale": scale, "claim": t["claim"], "kind": "trend",
+      if t["panel"] not in figure2.PAPER_PANELS[order]:
+        continue
+      verdict, reason = t.get("verdict", ""), t.get("verdict", "")
+      if "periodic" in t:  # its control: the same test on the other order's lifetimes
+        reason += "".join(
+            f"; per-network fraction {_side(t['periodic'])}, {_ORDER_NAMES[other]} cells "
+            f"(no function structure): {_side(c['periodic'])}" for other, f in figs.items() if other != order
+            for c in f.get("trends", []) if "periodic" in c)
+      out.append({"id": f"fig2{t['panel'].lower()}_{order}_{len(out)}", "scale": scale,
+                  "claim": t["claim"], "kind": "trend", "cells": order,
                   "a": None, "b": None, "se_a": None, "se_b": None, "networks_a": None,
                   "networks_b": None, "diverged_a": None, "diverged_b": None,
                   "verdict": "holds" if verdict.startswith("holds") else "fails",
-                  "reason": verdict, "panel": f"fig2{t['panel'].lower()}"})
+                  "reason": reason, "panel": f"fig2{t['panel'].lower()}"})
   return out
+
+
+_ORDER_NAMES = {"continual": "continual", "iid": "i.i.d."}
+
+
+def _side(v: dict) -> str:
+  return f"{_fmt(v.get('mean'), False)} ({_fmt(v.get('stderr'), False)}, {v.get('networks')} networks)"
 
 
 def decide_all(results_dir: str) -> list[dict[str, Any]]:
@@ -250,7 +266,9 @@ def markdown(records: list[dict[str, Any]]) -> list[str]:
       nets = (f"{r.get('networks_a')} ({r.get('diverged_a') or 0}) / "
               f"{r.get('networks_b')} ({r.get('diverged_b') or 0})"
               if r.get("networks_a") is not None else "-")
-      lines.append(f"| {r['claim']} | **{r['verdict']}** | {side(r['a'], r['se_a'])} | "
+      claim = r["claim"] + (f" (Figure 2{r['panel'][-1].upper()}, "
+                            f"{_ORDER_NAMES[r['cells']]} sine cells)" if r.get("cells") else "")
+      lines.append(f"| {claim} | **{r['verdict']}** | {side(r['a'], r['se_a'])} | "
                    f"{side(r['b'], r['se_b'])} | {nets} | {r.get('reason', '')} |")
     lines.append("")
   return lines

@@ -14,7 +14,7 @@ import os
 from absl import logging
 
 from flpjax.reporting.metrics import read_json
-from flpjax.reproduction import beyond, cells, paper_claims, section71
+from flpjax.reproduction import beyond, cells, figure2, paper_claims, section71
 from flpjax.reproduction.cells import COLUMN_NAMES, COLUMNS, PAPER, ROW_NAMES
 
 
@@ -175,10 +175,9 @@ def write_results_md(results_dir: str, draw_figures: bool = False) -> str:
             "(`experiments/figures.py --networks=0`: every network, 10 lifetimes each). Each "
             "claim at 2 standard errors over the networks (one value per network, its mean "
             "over lifetimes):"), ""]
-    panels = {"continual": ("A", "B", "C"), "iid": ("A", "D")}
     for order, fig in figs:
       for t in fig["trends"]:
-        if t["panel"] not in panels[order]:
+        if t["panel"] not in figure2.PAPER_PANELS[order]:
           continue
         values = {k: v for k, v in t.items() if isinstance(v, dict) and "mean" in v}
         values.update({f"layer {k}": v for k, v in t.get("layers", {}).items()})
