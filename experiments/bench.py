@@ -73,6 +73,13 @@ CASES = {
     "mini_sine_grad3_continual": ("sine.py:row=grad3,order=continual,scale=mini", {}),
     "mini_omniglot_flp2": ("fewshot.py:dataset=omniglot,row=flp2,scale=mini", {}),
     "mini_omniglot_grad2": ("fewshot.py:dataset=omniglot,row=grad2,scale=mini", {}),
+    "mini_omniglot_reuse1": ("fewshot.py:dataset=omniglot,row=reuse1,scale=mini", {}),
+    # the same learners with only the episode's readout rows in the fast state (exact)
+    "mini_omniglot_flp2_rows": ("fewshot.py:dataset=omniglot,row=flp2,scale=mini",
+                                {"flp.readout_rows": 5}),
+    "mini_omniglot_reuse1_rows": ("fewshot.py:dataset=omniglot,row=reuse1,scale=mini",
+                                  {"flp.readout_rows": 5}),
+    "omniglot_flp2_rows": ("fewshot.py:dataset=omniglot,row=flp2", {"flp.readout_rows": 5}),
 }
 
 _CASES = flags.DEFINE_list("cases", None, f"Cases to run (default: all of {list(CASES)}).")

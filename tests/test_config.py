@@ -105,3 +105,24 @@ def test_defaults_are_the_paper_regression_settings():
   assert tuple(c.net.widths) == (300, 300, 300, 300, 300, 900, 300, 300)
 
 
+
+
+def test_readout_rows_only_for_flp_on_a_few_shot_task_with_a_clamped_readout():
+  c = config_lib.base_config()
+  c.task, c.plastic_layers = "omniglot", 2
+  c.flp.clamp_readout, c.flp.signal, c.flp.readout_rows = True, "target", 5
+  config_lib.validate(c)
+  c.flp.readout_rows = 4
+  with pytest.raises(config_lib.ConfigError, match=r"config.flp.readout_rows=4: expected an "
+                     r"integer >= 5 and <= 1000"):
+    config_lib.validate(c)
+  c.flp.readout_rows, c.flp.clamp_readout = 5, False
+  with pytest.raises(config_lib.ConfigError, match="with flp.clamp_readout=True"):
+    config_lib.validate(c)
+  c.flp.clamp_readout, c.learner = True, "learned_rule"
+  with pytest.raises(config_lib.ConfigError, match="None with learner='learned_rule'"):
+    config_lib.validate(c)
+  s = config_lib.base_config()
+  s.flp.readout_rows = 1
+  with pytest.raises(config_lib.ConfigError, match="None unless a few-shot task"):
+    config_lib.validate(s)

@@ -254,3 +254,53 @@ def test_readout_feedback_floor_raises_small_readout_feedback_keeping_its_sign(p
   for layer in a["fb"]:
     if layer != readout:
       np.testing.assert_array_equal(a["fb"][layer]["B"], b["fb"][layer]["B"])
+
+
+def test_readout_rows_is_the_same_learner_when_every_label_is_below_it():
+  """A clamped readout's rows that no label reaches get post-synaptic activity 0 and never
+  move: storing only the first rows changes the cost, not the lifetime, the predictions
+  (over every logit) or the meta-gradient (float64)."""
+  layers = nets.regression_mlp((6, 5), outputs=12)
+  layers = layers[:-1] + (nets.Dense(12, "linear"),)
+  rng = np.random.default_rng(3)
+  with jax.enable_x64(True):
+    kw = dict(output="classification", signal="target", clamp_readout=True, init_beta=1.0)
+    full = learners.flp(layers, (IN,), 2, **kw)
+    rows = learners.flp(layers, (IN,), 2, readout_rows=3, **kw)
+    params = _randomize_flp(full.init_params(jax.random.key(1)), rng, full.plastic_layers)
+    assert rows.init(params)["2"]["w"].shape == (3, 5)
+    xs, ys = jnp.asarray(rng.normal(size=(6, 2, IN))), jnp.asarray(rng.integers(0, 3, (6, 2)))
+    xq, yq = jnp.asarray(rng.normal(size=(9, IN))), jnp.asarray(rng.integers(0, 3, (9,)))
+
+    def loss(learner, p):
+      fast, _ = lifetime.run(learner, p, xs, ys)
+      logits = lifetime.predict(learner, p, fast, xq)
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(9), yq]), (fast, logits)
+
+    (l_full, (f_full, z_full)), g_full = jax.value_and_grad(
+        lambda p: loss(full, p), has_aux=True)(params)
+    (l_rows, (f_rows, z_rows)), g_rows = jax.value_and_grad(
+        lambda p: loss(rows, p), has_aux=True)(params)
+    assert z_rows.shape == (9, 12)
+    np.testing.assert_allclose(z_rows, z_full, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(f_rows["2"]["w"], f_full["2"]["w"][:3], rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(f_full["2"]["w"][3:], params["ff"][2]["w"][3:])
+    np.testing.assert_allclose(f_rows["1"]["w"], f_full["1"]["w"], rtol=1e-12, atol=1e-13)
+    assert not np.allclose(f_rows["2"]["w"], params["ff"][2]["w"][:3])  # the rows do learn
+    assert float(l_rows) == pytest.approx(float(l_full), rel=1e-12)
+    for a, b in zip(jax.tree.leaves(g_rows), jax.tree.leaves(g_full)):
+      np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    # A label at or above readout_rows is what the option excludes: its row is not learned.
+    ys_far = ys.at[0, 0].set(7)
+    z = [lifetime.predict(l, params, lifetime.run(l, params, xs, ys_far)[0], xq)
+         for l in (rows, full)]
+    assert not np.allclose(z[0][:, 7], z[1][:, 7])
+
+
+@pytest.mark.parametrize("kwargs", [dict(readout_rows=3),  # not clamped
+                                    dict(readout_rows=0, clamp_readout=True),
+                                    dict(readout_rows=13, clamp_readout=True)])
+def test_readout_rows_needs_a_clamped_readout_and_a_row_count_within_it(kwargs):
+  layers = nets.regression_mlp((6, 5), outputs=12)
+  with pytest.raises(ValueError, match="readout_rows="):
+    learners.flp(layers, (IN,), 2, output="classification", **kwargs)

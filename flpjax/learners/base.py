@@ -43,6 +43,7 @@ import inspect
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from flpjax import nets
 from flpjax.types import FastState, Group, Params
@@ -201,13 +202,22 @@ def plastic_forward(layers, plastic, params, fast, h):
   ``h`` is ``(B, in)``; entry ``i + 1`` is plastic layer ``i``'s output
   ``(B, out_i)``, the last one ``y_hat (B, m)``. ``fast`` is ``{layer: {'w':
   (out, in)}}``, plus ``'b': (out,)`` where biases are plastic (otherwise the
-  bias is ``params['ff'][l]['b']``).
+  bias is ``params['ff'][l]['b']``). A fast ``w`` with fewer rows ``(r, in)`` than
+  the layer holds its first ``r`` rows; the others are the layer's initial weights
+  ``params['ff'][l]['w'][r:]`` (`flp`'s ``readout_rows``).
   """
   hs = [h]
   for l in plastic:
     p = fast[str(l)]
     b = p["b"] if "b" in p else params["ff"][l]["b"]
-    hs.append(nets.activate(nets.dense(p["w"], b, hs[-1]), layers[l].activation))
+    w, full = p["w"], params["ff"][l]["w"]
+    if w.shape[0] < full.shape[0]:
+      r = w.shape[0]
+      z = jnp.concatenate([nets.dense(w, b[:r], hs[-1]),
+                           nets.dense(full[r:], b[r:], hs[-1])], axis=-1)
+    else:
+      z = nets.dense(w, b, hs[-1])
+    hs.append(nets.activate(z, layers[l].activation))
   return hs
 
 

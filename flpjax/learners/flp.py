@@ -8,7 +8,8 @@ Meta-parameter groups (`Learner.groups`):
                                         labelled 'alpha_readout' (its own rate, Table 4)
   'beta'  : {layer: ()}                 feedback strength
 
-Fast state: ``{layer: {'w': (out, in)}}`` (biases are not plastic).
+Fast state: ``{layer: {'w': (out, in)}}`` (biases are not plastic); with
+``readout_rows=r`` the readout's entry is its first ``r`` rows, ``(r, in)``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def flp(
     positive_readout_feedback: bool = False,
     init_alpha_readout: float | None = None,
     readout_feedback_floor: float = 0.0,
+    readout_rows: int | None = None,
 ) -> Learner:
   """Feedback and local plasticity (docs/fidelity.md 2 and 3).
 
@@ -145,6 +147,16 @@ def flp(
       gets almost no feedback and stays where its initial readout is (measured
       in BUILD_NOTES: the feature-reuse networks that stayed at the
       family-mean level had drawn ``|B|`` 0.016 and 0.12).
+    readout_rows: with a clamped readout, the fast state holds only the readout's
+      first ``readout_rows`` rows ``(readout_rows, in)``; the others stay at their
+      initial weights (still in every prediction's logits). The same learner as
+      None (the whole readout) whenever every label is below ``readout_rows``: a
+      clamped readout's other rows get post-synaptic activity 0, and Oja's, Hebb's
+      and the bounded Oja change are proportional to it. Few-shot episodes label
+      their ``ways`` classes ``0..ways-1``, so ``readout_rows=ways`` stores and
+      updates 5 rows of the paper's 1000 (the lifetime's cost, not the model,
+      changes). A label at or above it would be learned wrongly, silently: use it
+      only with such tasks (`validate_config` checks ``fewshot.ways``).
 
   Returns:
     The `Learner`.
@@ -163,6 +175,11 @@ def flp(
   if presynaptic not in ("pre", "post"):
     raise ValueError(f"presynaptic must be 'pre' or 'post', got {presynaptic!r}")
   fed = tuple(l for l in plastic if not (clamp_readout and l == readout))
+  if readout_rows is not None and not (
+      clamp_readout and isinstance(readout_rows, int) and 1 <= readout_rows <= width):
+    raise ValueError(f"readout_rows={readout_rows!r}: expected None, or an int in [1, {width}] "
+                     "with clamp_readout=True")
+  rows = {str(readout): readout_rows} if readout_rows is not None else {}
 
   def init_params(key: jax.Array) -> Params:
     k_ff, k_fb = jax.random.split(key)
@@ -188,7 +205,7 @@ def flp(
 
   def init(params: Params, key: jax.Array | None = None) -> FastState:
     del key
-    return {str(l): {"w": params["ff"][l]["w"]} for l in plastic}
+    return {str(l): {"w": params["ff"][l]["w"][:rows.get(str(l))]} for l in plastic}
 
   def predict(params: Params, fast: FastState, h: jax.Array) -> jax.Array:
     return base.plastic_forward(layers, plastic, params, fast, h)[-1]
@@ -198,7 +215,8 @@ def flp(
 
   def step(params: Params, fast: FastState, example: Example) -> FastState:
     _, acts = activities(params, fast, example)
-    return {str(l): {"w": update(fast[str(l)]["w"], pre, post, params["alpha"][str(l)])}
+    return {str(l): {"w": update(fast[str(l)]["w"], pre, post[:, :rows.get(str(l))],
+                                 params["alpha"][str(l)][:rows.get(str(l))])}
             for l, pre, post in acts}
 
   groups = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA) if fed else (base.FF, ALPHA, ALPHA_READOUT)
@@ -214,10 +232,12 @@ def flp(
 #: divergence/trap remedy; off = the reference's kaiming-normal B of either sign).
 #: ``init_alpha_readout``: initial plasticity of the readout (None: ``init_alpha``).
 #: ``readout_feedback_floor``: a fed readout's initial |B| is at least this (0: none).
+#: ``readout_rows``: a clamped readout's fast state holds only its first rows (None: all);
+#: the same learner at a lower cost when every label is below it (`flp`).
 CONFIG = {"flp": dict(rule="oja", signal="error", presynaptic="pre", clip_beta=False,
                       clamp_readout=False, init_alpha=0.0, init_beta=0.5,
                       positive_readout_feedback=False, init_alpha_readout=float,
-                      readout_feedback_floor=0.0)}
+                      readout_feedback_floor=0.0, readout_rows=int)}
 GROUPS = (base.FF, FB, ALPHA, ALPHA_READOUT, BETA)
 #: ``config.extend_from`` (section 7.1) can start an FLP run from a feature-reuse run.
 EXTENDS = True
@@ -237,6 +257,26 @@ def validate_config(config) -> None:
   if config.flp.init_alpha_readout is not None:
     checks.check_float(config, "flp.init_alpha_readout", 0.0)
   checks.check_float(config, "flp.readout_feedback_floor", 0.0)
+  check_readout_rows(config)
+
+
+def check_readout_rows(config, allowed: bool = True) -> None:
+  """``flp.readout_rows``: None, or (for `flp` only: ``allowed``) an int from
+  ``fewshot.ways`` to ``net.readout`` with ``flp.clamp_readout`` and the few-shot task,
+  whose labels are below ``fewshot.ways``."""
+  from flpjax.config import checks  # pylint: disable=g-import-not-at-top
+  r = config.flp.readout_rows
+  if r is None:
+    return
+  if not allowed:
+    checks.fail("flp.readout_rows", r, f"None with learner={config.learner!r} (its rule may "
+                "change the rows a clamped readout does not target; learner='flp' only)")
+  from flpjax.config import build  # pylint: disable=g-import-not-at-top
+  if build.task_plugin(config).__name__ != "flpjax.tasks.fewshot" or not config.flp.clamp_readout:
+    checks.fail("flp.readout_rows", r, "None unless a few-shot task (labels 0..fewshot.ways-1) "
+                "with flp.clamp_readout=True (only a clamped readout leaves the rows no label "
+                "reaches unchanged)")
+  checks.check_int(config, "flp.readout_rows", config.fewshot.ways, config.net.readout)
 
 
 def options(config) -> dict:
@@ -252,7 +292,8 @@ def options(config) -> dict:
 def from_config(config, layers, input_shape, output) -> Learner:
   """`flp` with ``config.plastic_layers`` plastic layers and the ``config.flp`` options."""
   return base.records_input_shape(flp)(layers, input_shape, config.plastic_layers,
-                                       output=output, rule=config.flp.rule, **options(config))
+                                       output=output, rule=config.flp.rule,
+                                       readout_rows=config.flp.readout_rows, **options(config))
 
 
 def plasticity_group(config) -> str:
