@@ -61,8 +61,8 @@ from scipy import stats
 from flpjax import analysis, lifetime, plots, train
 from flpjax import config as config_lib
 from flpjax.experiment.aggregate import below, over_networks
-from flpjax.reporting.statistics import Z
 from flpjax.reporting import errors
+from flpjax.reporting.statistics import Z
 from flpjax.tasks.base import metrics as task_metrics
 
 _FLP = flags.DEFINE_list("flp_workdirs", [], "Workdirs of FLP runs.")
@@ -336,12 +336,12 @@ def _alignment_shape(results: dict[str, Any]) -> list[dict]:
   """Panel C's two claims on the alignment curves' shape (see `trends`): some layer
   negatively correlated with the gradient, and periodicity with the functions."""
   f = _functions(results)
-  rows = [r for r in results["fig2c"] if f and _array(r["alignment"]).shape[0] % f == 0]
+  arrays = [(r, _array(r["alignment"])) for r in results["fig2c"]] if f else []
+  rows = [(r, arr) for r, arr in arrays if arr.shape[0] % f == 0]
   if not rows:
     return []
   curves, fractions = {}, []
-  for r in rows:
-    arr = _array(r["alignment"])
+  for r, arr in rows:
     periodic = []
     for i, layer in enumerate(r["layers"]):
       curves.setdefault((r["label"].split(")")[0] + ")", layer), []).append(arr[:, i])

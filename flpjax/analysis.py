@@ -452,17 +452,11 @@ def periodicity(curve, period: int) -> float:
     return float("nan")
   groups = [g[np.isfinite(g)] for g in curve.reshape(-1, period).T]
   groups = [g for g in groups if len(g)]
-  values = np.concatenate(groups) if groups else np.zeros(0)
-  dof_between, dof_within = len(groups) - 1, len(values) - len(groups)
-  if dof_between < 1 or dof_within < 1:
+  if len(groups) < 2 or sum(map(len, groups)) <= len(groups):
     return float("nan")
-  grand = values.mean()
-  between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups)
-  within = sum(((g - g.mean()) ** 2).sum() for g in groups)
-  if within == 0.0:
-    return 0.0 if between > 0.0 else 1.0
-  f = (between / dof_between) / (within / dof_within)
-  return float(stats.f.sf(f, dof_between, dof_within))
+  if all(np.all(g == g[0]) for g in groups):  # no variation within a step: F undefined
+    return 0.0 if len({float(g[0]) for g in groups}) > 1 else 1.0
+  return float(stats.f_oneway(*groups).pvalue)
 
 
 def update_norms(

@@ -260,15 +260,16 @@ def validate_config(config) -> None:
   check_readout_rows(config)
 
 
-def check_readout_rows(config, allowed: bool = True) -> None:
-  """``flp.readout_rows``: None, or (for `flp` only: ``allowed``) an int from
-  ``fewshot.ways`` to ``net.readout`` with ``flp.clamp_readout`` and the few-shot task,
-  whose labels are below ``fewshot.ways``."""
+def check_readout_rows(config) -> None:
+  """``flp.readout_rows``: None, or (learner ``'flp'`` only: the variants that read
+  ``config.flp`` have rules that may move untargeted rows) an int from ``fewshot.ways``
+  to ``net.readout`` with ``flp.clamp_readout`` and the few-shot task, whose labels are
+  below ``fewshot.ways``."""
   from flpjax.config import checks  # pylint: disable=g-import-not-at-top
   r = config.flp.readout_rows
   if r is None:
     return
-  if not allowed:
+  if config.learner != "flp":
     checks.fail("flp.readout_rows", r, f"None with learner={config.learner!r} (its rule may "
                 "change the rows a clamped readout does not target; learner='flp' only)")
   from flpjax.config import build  # pylint: disable=g-import-not-at-top

@@ -233,7 +233,6 @@ def validate_config(config) -> None:
   """Checks ``config.flp`` and ``config.plastic_feedback``."""
   from flpjax.config import checks  # pylint: disable=g-import-not-at-top
   flp_lib.validate_config(config)
-  flp_lib.check_readout_rows(config, allowed=False)
   checks.check_choice(config, "plastic_feedback.feedback_rule", plasticity.RULES)
   checks.check_bool(config, "plastic_feedback.hidden_feedback")
   checks.check_float(config, "plastic_feedback.init_fb_rate")

@@ -389,7 +389,6 @@ def validate_config(config) -> None:
   """Checks ``config.flp`` and ``config.learned_rule``."""
   from flpjax.config import checks  # pylint: disable=g-import-not-at-top
   flp_lib.validate_config(config)
-  flp_lib.check_readout_rows(config, allowed=False)
   r = config.learned_rule
   checks.check_choice(config, "learned_rule.rule", RULE_NAMES)
   checks.check_choice(config, "learned_rule.init", ("",) + INITS)

@@ -201,8 +201,9 @@ def figure_claims(results_dir: str, scale: str) -> list[dict[str, Any]]:
       if "periodic" in t:  # its control: the same test on the other order's lifetimes
         reason += "".join(
             f"; per-network fraction {_side(t['periodic'])}, {_ORDER_NAMES[other]} cells "
-            f"(no function structure): {_side(c['periodic'])}" for other, f in figs.items() if other != order
-            for c in f.get("trends", []) if "periodic" in c)
+            f"(no function structure): {_side(c['periodic'])}"
+            for other, other_fig in figs.items() if other != order
+            for c in other_fig.get("trends", []) if "periodic" in c)
       out.append({"id": f"fig2{t['panel'].lower()}_{order}_{len(out)}", "scale": scale,
                   "claim": t["claim"], "kind": "trend", "cells": order,
                   "a": None, "b": None, "se_a": None, "se_b": None, "networks_a": None,
